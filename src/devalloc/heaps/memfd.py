@@ -1,0 +1,40 @@
+"""The memfd backend: CPU-only buffers for machines without dma-buf support.
+
+Example:
+    >>> with MemfdHeap().allocate(4096) as buf:
+    ...     buf.is_dmabuf
+    False
+
+A memfd is not a dma-buf: no device can import it, and devalloc reports it as such.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..buffer import Buffer
+from ..errors import UsageError, error_from_oserror
+
+
+class MemfdHeap:
+    """Allocates memfd-backed buffers (``memfd_create`` + ``ftruncate``)."""
+
+    name = "memfd"
+    importable_by_devices = False
+
+    def allocate(self, length: int) -> Buffer:
+        """A zero-filled, CPU-accessible buffer of ``length`` bytes (rounded up to a page)."""
+        if not isinstance(length, int) or isinstance(length, bool) or length <= 0:
+            raise UsageError(f"memfd: length must be a positive integer, not {length!r}")
+        page = os.sysconf("SC_PAGE_SIZE")
+        size = -(-length // page) * page
+        try:
+            fd = os.memfd_create("devalloc", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        except OSError as exc:
+            raise error_from_oserror(exc, "memfd_create failed") from exc
+        try:
+            os.ftruncate(fd, size)
+        except OSError as exc:
+            os.close(fd)
+            raise error_from_oserror(exc, f"memfd: cannot size a buffer to {size} bytes") from exc
+        return Buffer(fd, exporter="memfd", dmabuf=False, size=size)

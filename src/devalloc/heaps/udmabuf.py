@@ -1,0 +1,151 @@
+"""udmabuf: dma-bufs made from pages of a sealed memfd.
+
+Example:
+    >>> with Memfd(1 << 20) as mfd, UdmabufDevice() as dev:     # doctest: +SKIP
+    ...     with dev.create(mfd, 0, 1 << 20) as buf:
+    ...         buf.info().exp_name
+    'udmabuf'
+
+The kernel insists that the memfd is sealed against shrinking (F_SEAL_SHRINK) and not sealed
+against writing, and that offsets and sizes are page-aligned; it answers EINVAL otherwise, and
+EBADFD for an fd that is not a memfd. devalloc passes requests through so these checks stay the
+kernel's.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Sequence
+from typing import Protocol
+
+from .._fd import FdResource, ioctl, open_fd
+from ..buffer import Buffer
+from ..errors import UsageError, error_from_oserror
+from ..uapi import udmabuf as _uapi
+
+UDMABUF_PATH = "/dev/udmabuf"
+SIZE_LIMIT_PARAM = "/sys/module/udmabuf/parameters/size_limit_mb"
+
+
+class SupportsFileno(Protocol):
+    def fileno(self) -> int: ...
+
+
+FdLike = SupportsFileno | int
+"""An fd borrowed for the duration of one call: an object with ``fileno()`` or a plain int."""
+
+
+def _borrow(fd: FdLike) -> int:
+    return fd if isinstance(fd, int) else fd.fileno()
+
+
+def size_limit_bytes(param: str = SIZE_LIMIT_PARAM) -> int | None:
+    """The udmabuf module's per-buffer size limit, or None when the module is absent."""
+    try:
+        with open(param, encoding="ascii") as f:
+            return int(f.read().strip()) << 20
+    except (OSError, ValueError):
+        return None
+
+
+class Memfd(FdResource):
+    """A memfd sized to ``size`` bytes, created with MFD_ALLOW_SEALING and, by default, sealed
+    against shrinking as udmabuf requires.
+
+    Args:
+        size: bytes (udmabuf needs whole pages).
+        seal_shrink: add F_SEAL_SHRINK (False only to show what the kernel does without it).
+    """
+
+    def __init__(self, size: int, *, name: str = "devalloc", seal_shrink: bool = True) -> None:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise UsageError(f"memfd size must be a non-negative integer, not {size!r}")
+        try:
+            fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        except OSError as exc:
+            raise error_from_oserror(exc, "memfd_create failed") from exc
+        super().__init__(fd, description=f"memfd {name}")
+        try:
+            os.ftruncate(fd, size)
+            if seal_shrink:
+                self.add_seals(fcntl.F_SEAL_SHRINK)
+        except BaseException:
+            self.close()
+            raise
+        self.size = size
+
+    def add_seals(self, seals: int) -> None:
+        """Add F_SEAL_* seals (fcntl F_ADD_SEALS)."""
+        try:
+            fcntl.fcntl(self.fileno(), fcntl.F_ADD_SEALS, seals)
+        except OSError as exc:
+            raise error_from_oserror(exc, f"cannot seal {self.description}") from exc
+
+    @property
+    def seals(self) -> int:
+        """The F_SEAL_* seals in force."""
+        return fcntl.fcntl(self.fileno(), fcntl.F_GET_SEALS)
+
+
+class UdmabufDevice(FdResource):
+    """The open /dev/udmabuf node."""
+
+    def __init__(self, path: str = UDMABUF_PATH) -> None:
+        fd = open_fd(path, os.O_RDWR, what="udmabuf")
+        super().__init__(fd, description="udmabuf", path=path)
+
+    def create(self, memfd: FdLike, offset: int, size: int, *, cloexec: bool = True) -> Buffer:
+        """A dma-buf over ``size`` bytes of ``memfd`` from ``offset`` (UDMABUF_CREATE).
+
+        ``memfd`` is only borrowed: the caller keeps owning it (the dma-buf holds the pages).
+        """
+        fd = _borrow(memfd)
+        _check_range(offset, size)
+        arg = _uapi.udmabuf_create(
+            memfd=fd,
+            flags=_uapi.UDMABUF_FLAGS_CLOEXEC if cloexec else 0,
+            offset=offset,
+            size=size,
+        )
+        new_fd = ioctl(
+            self.fileno(),
+            _uapi.UDMABUF_CREATE,
+            arg,
+            name="UDMABUF_CREATE",
+            what=f"create a udmabuf of {size} bytes at offset {offset} of fd {fd}",
+            path=self.path,
+        )
+        return Buffer(new_fd, exporter="udmabuf", size=size)
+
+    def create_list(
+        self, ranges: Sequence[tuple[FdLike, int, int]], *, cloexec: bool = True
+    ) -> Buffer:
+        """One dma-buf over several (memfd, offset, size) ranges, in order (UDMABUF_CREATE_LIST)."""
+        if not ranges:
+            raise UsageError("udmabuf: create_list needs at least one (memfd, offset, size) range")
+        arg = _uapi.udmabuf_create_list_of(len(ranges))()
+        arg.head.flags = _uapi.UDMABUF_FLAGS_CLOEXEC if cloexec else 0
+        arg.head.count = len(ranges)
+        total = 0
+        for item, (memfd, offset, size) in zip(arg.list, ranges, strict=True):
+            _check_range(offset, size)
+            item.memfd = _borrow(memfd)
+            item.offset = offset
+            item.size = size
+            total += size
+        new_fd = ioctl(
+            self.fileno(),
+            _uapi.UDMABUF_CREATE_LIST,
+            arg,
+            name="UDMABUF_CREATE_LIST",
+            what=f"create a udmabuf of {len(ranges)} ranges, {total} bytes",
+            path=self.path,
+        )
+        return Buffer(new_fd, exporter="udmabuf", size=total)
+
+
+def _check_range(offset: int, size: int) -> None:
+    for label, value in (("offset", offset), ("size", size)):
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < (1 << 64):
+            raise UsageError(f"udmabuf: {label} must be an integer in [0, 2**64), not {value!r}")

@@ -1,0 +1,128 @@
+"""What this machine offers: dma-heaps, udmabuf, DRM and V4L2 nodes (read from /dev and sysfs).
+
+Example:
+    >>> report = survey()
+    >>> isinstance(report.backend, str)
+    True
+
+Nothing here allocates; a node that cannot be opened is listed with the reason.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import platform
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .heaps.dmaheap import DMA_HEAP_DIR, heap_paths
+from .heaps.udmabuf import UDMABUF_PATH, size_limit_bytes
+
+
+@dataclass(frozen=True)
+class Node:
+    """A device node: its path, what it is, and whether this process can open it."""
+
+    path: str
+    kind: str
+    name: str
+    accessible: bool
+    reason: str = ""
+    details: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Survey:
+    """Everything :func:`survey` found."""
+
+    kernel: str
+    dma_heaps: list[Node]
+    udmabuf: Node | None
+    drm: list[Node]
+    v4l2: list[Node]
+    backend: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _access(path: str, mode: int) -> tuple[bool, str]:
+    if os.access(path, mode):
+        return True, ""
+    if not os.path.exists(path):
+        return False, "missing"
+    return False, "permission denied (the node is not readable/writable by this user)"
+
+
+def _sysfs_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _driver_of(sysfs_device: str) -> str:
+    link = os.path.join(sysfs_device, "driver")
+    return os.path.basename(os.readlink(link)) if os.path.islink(link) else ""
+
+
+def _drm_nodes(dev: str, sysfs: str) -> list[Node]:
+    nodes = []
+    for path in sorted(glob.glob(os.path.join(dev, "dri", "*"))):
+        base = os.path.basename(path)
+        if not re.fullmatch(r"(card|renderD)\d+", base):
+            continue
+        ok, reason = _access(path, os.R_OK | os.W_OK)
+        driver = _driver_of(os.path.join(sysfs, "class", "drm", base, "device"))
+        kind = "drm-render" if base.startswith("renderD") else "drm-card"
+        nodes.append(Node(path, kind, driver or "unknown", ok, reason))
+    return nodes
+
+
+def _v4l2_nodes(dev: str, sysfs: str) -> list[Node]:
+    nodes = []
+    for path in sorted(glob.glob(os.path.join(dev, "video*")), key=_natural):
+        base = os.path.basename(path)
+        ok, reason = _access(path, os.R_OK | os.W_OK)
+        name = _sysfs_text(os.path.join(sysfs, "class", "video4linux", base, "name"))
+        driver = _driver_of(os.path.join(sysfs, "class", "video4linux", base, "device"))
+        nodes.append(Node(path, "v4l2", name or "unknown", ok, reason, {"driver": driver}))
+    return nodes
+
+
+def _natural(path: str) -> tuple[str, int]:
+    m = re.match(r"(.*?)(\d+)$", path)
+    return (m.group(1), int(m.group(2))) if m else (path, -1)
+
+
+def survey(dev: str = "/dev", sysfs: str = "/sys") -> Survey:
+    """Look at /dev and /sys and report the dma-buf providers and devices found."""
+    heaps = []
+    heap_dir = DMA_HEAP_DIR if dev == "/dev" else os.path.join(dev, "dma_heap")
+    for path in heap_paths(heap_dir):
+        ok, reason = _access(path, os.R_OK)
+        heaps.append(Node(path, "dma-heap", os.path.basename(path), ok, reason))
+    udmabuf_path = UDMABUF_PATH if dev == "/dev" else os.path.join(dev, "udmabuf")
+    udmabuf = None
+    if os.path.exists(udmabuf_path):
+        ok, reason = _access(udmabuf_path, os.R_OK | os.W_OK)
+        limit = size_limit_bytes()
+        details = {"size_limit": f"{limit >> 20} MiB"} if limit else {}
+        udmabuf = Node(udmabuf_path, "udmabuf", "udmabuf", ok, reason, details)
+    if any(h.accessible for h in heaps):
+        backend = "dma-heap"
+    elif udmabuf is not None and udmabuf.accessible:
+        backend = "udmabuf"
+    else:
+        backend = "memfd"
+    return Survey(
+        kernel=platform.release(),
+        dma_heaps=heaps,
+        udmabuf=udmabuf,
+        drm=_drm_nodes(dev, sysfs),
+        v4l2=_v4l2_nodes(dev, sysfs),
+        backend=backend,
+    )

@@ -1,0 +1,33 @@
+#!/bin/busybox sh
+# /init of the test VM's initramfs: load the modules, mount the host's root (9p, read-only) and the
+# writable output share, chroot into the host and run the command the host left in the output share.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+
+# Module parameters come from the kernel command line as MODULE.PARAM=VALUE (as modprobe does).
+for ko in $(cat /modules.order); do
+  mod=$(echo "${ko%.ko}" | tr - _)
+  params=$(tr ' ' '\n' < /proc/cmdline | grep "^$mod\\." | sed "s/^$mod\\.//")
+  insmod "/lib/modules/$ko" $params || echo "init: insmod $ko failed"
+done
+
+opts=trans=virtio,version=9p2000.L,msize=262144
+mount -t 9p -o "$opts,ro" host /host || { echo "init: cannot mount the host root"; poweroff -f; }
+mount -t tmpfs tmpfs /host/tmp
+mkdir -p /host/tmp/devalloc-out
+mount -t 9p -o "$opts" out /host/tmp/devalloc-out || { echo "init: cannot mount the output share"; poweroff -f; }
+mount -t proc proc /host/proc
+mount -t sysfs sysfs /host/sys
+mount -t devtmpfs devtmpfs /host/dev
+mkdir -p /host/dev/shm
+mount -t tmpfs tmpfs /host/dev/shm
+mount -t debugfs debugfs /host/sys/kernel/debug 2>/dev/null
+mount -t tmpfs tmpfs /host/run 2>/dev/null
+
+chroot /host /bin/sh /tmp/devalloc-out/guest-cmd.sh
+echo $? > /host/tmp/devalloc-out/rc
+sync
+poweroff -f

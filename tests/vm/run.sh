@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Boot the test VM and run a command inside it (default: the tests marked `kernel`).
+#
+# Usage: tests/vm/run.sh [--timeout SECONDS] [--append KERNEL_ARGS] [-- PYTEST_ARGS...]
+#
+# The guest chroots into this machine's root (shared read-only over 9p), so it runs this checkout
+# with this checkout's virtual environment.  The pytest report comes back through a writable share;
+# the exit status is pytest's.  The VM never outlives --timeout (default 900 s).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+timeout_s=900
+append=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --timeout) timeout_s=$2; shift 2 ;;
+    --append) append="$append $2"; shift 2 ;;
+    --) shift; break ;;
+    *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+python=${DEVALLOC_VM_PYTHON:-$repo/.venv/bin/python}
+[ -x "$python" ] || { echo "run.sh: $python not found: run scripts/test-all.sh (or create .venv) first" >&2; exit 2; }
+
+kdir=$("$here/setup.sh")
+kver=$(cat "$kdir/version")
+out=$(mktemp -d /tmp/devalloc-vm.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+
+pytest_args=("$@")
+[ ${#pytest_args[@]} -gt 0 ] || pytest_args=(-m kernel tests)
+{
+  echo "cd '$repo' || exit 97"
+  echo "export HOME=/tmp PYTHONDONTWRITEBYTECODE=1 DEVALLOC_IN_VM=1 PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+  printf "exec '%s' -m pytest -p no:cacheprovider --color=no --junitxml=/tmp/devalloc-out/report.xml" "$python"
+  for a in "${pytest_args[@]}"; do printf " '%s'" "$a"; done
+  echo
+} > "$out/guest-cmd.sh"
+
+echo "vm: booting Linux $kver under QEMU (TCG), timeout ${timeout_s}s"
+set +e
+timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 \
+  -machine q35 -accel tcg -cpu max -m 2048 -smp 2 \
+  -display none -monitor none -serial stdio -no-reboot \
+  -kernel "$kdir/vmlinuz" -initrd "$kdir/initramfs.gz" \
+  -append "console=ttyS0 quiet loglevel=3 panic=-1$append" \
+  -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
+  -virtfs "local,path=$out,mount_tag=out,security_model=none" \
+  </dev/null 2>&1 | tee "$out/console.log"
+qemu_rc=${PIPESTATUS[0]}
+set -e
+
+if [ ! -f "$out/rc" ]; then
+  if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
+    echo "vm: FAILED: the guest did not finish within ${timeout_s}s (qemu killed)" >&2
+  else
+    echo "vm: FAILED: the guest stopped without reporting a result (qemu exit $qemu_rc); see the console above" >&2
+  fi
+  exit 1
+fi
+rc=$(cat "$out/rc")
+if [ -n "${DEVALLOC_VM_REPORT:-}" ] && [ -f "$out/report.xml" ]; then
+  cp "$out/report.xml" "$DEVALLOC_VM_REPORT"
+fi
+if [ -f "$out/report.xml" ]; then
+  "$python" "$here/summary.py" "$out/report.xml" "$kver" || rc=${rc/#0/1}
+fi
+exit "$rc"
