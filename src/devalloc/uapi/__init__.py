@@ -16,6 +16,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import dma_buf, dma_heap, udmabuf
+from . import dma_buf, dma_heap, drm, udmabuf, videodev2
 
-MODULES: tuple[ModuleType, ...] = (dma_heap, dma_buf, udmabuf)
+MODULES: tuple[ModuleType, ...] = (dma_heap, dma_buf, udmabuf, drm, videodev2)
