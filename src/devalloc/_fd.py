@@ -33,13 +33,14 @@ _MAX_RETRIES = 1000
 
 
 def _close_forgotten(fd: int, description: str) -> None:
+    # Close first: the warning may be turned into an exception by a warnings filter.
+    with contextlib.suppress(OSError):
+        os.close(fd)
     warnings.warn(
         f"unclosed {description} (fd {fd}) closed by the garbage collector",
         ResourceWarning,
         stacklevel=2,
     )
-    with contextlib.suppress(OSError):
-        os.close(fd)
 
 
 class FdResource:

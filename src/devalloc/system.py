@@ -17,6 +17,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .drm import drm_driver_name, drm_nodes
 from .heaps.dmaheap import DMA_HEAP_DIR, heap_paths
 from .heaps.udmabuf import UDMABUF_PATH, size_limit_bytes
 
@@ -71,13 +72,10 @@ def _driver_of(sysfs_device: str) -> str:
 
 def _drm_nodes(dev: str, sysfs: str) -> list[Node]:
     nodes = []
-    for path in sorted(glob.glob(os.path.join(dev, "dri", "*"))):
-        base = os.path.basename(path)
-        if not re.fullmatch(r"(card|renderD)\d+", base):
-            continue
+    for path in drm_nodes(os.path.join(dev, "dri")):
         ok, reason = _access(path, os.R_OK | os.W_OK)
-        driver = _driver_of(os.path.join(sysfs, "class", "drm", base, "device"))
-        kind = "drm-render" if base.startswith("renderD") else "drm-card"
+        driver = drm_driver_name(path, sysfs)
+        kind = "drm-render" if os.path.basename(path).startswith("renderD") else "drm-card"
         nodes.append(Node(path, kind, driver or "unknown", ok, reason))
     return nodes
 
