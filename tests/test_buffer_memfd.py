@@ -1,0 +1,131 @@
+"""Buffer and fd ownership on the host, with the memfd backend (no dma-buf support needed)."""
+
+from __future__ import annotations
+
+import gc
+import os
+
+import pytest
+
+from devalloc import ClosedResourceError, UsageError
+from devalloc._fd import FdResource
+from devalloc.buffer import Buffer
+from devalloc.heaps.memfd import MemfdHeap
+from devalloc.heaps.udmabuf import Memfd
+
+from .conftest import assert_fd_closed, open_fds
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.fixture(autouse=True)
+def _leak_check(no_fd_leak: None) -> None:
+    """Every test here fails if it leaves an fd open."""
+
+
+def test_memfd_buffer_round_trip() -> None:
+    buf = MemfdHeap().allocate(3 * PAGE + 1)
+    fd = buf.fileno()
+    assert buf.size == 4 * PAGE
+    assert not buf.is_dmabuf
+    with buf.cpu_access("w") as view:
+        view[-3:] = b"end"
+    with buf.cpu_access("r") as view:
+        assert bytes(view[-3:]) == b"end"
+        assert view.readonly
+        with pytest.raises(TypeError):
+            view[0] = 1
+    buf.close()
+    assert buf.closed
+    assert_fd_closed(fd)
+
+
+def test_view_does_not_outlive_the_access() -> None:
+    with MemfdHeap().allocate(PAGE) as buf:
+        with buf.cpu_access("rw") as view:
+            kept = view
+        with pytest.raises(ValueError, match="released"):
+            kept[0]
+
+
+def test_mapping_is_reused() -> None:
+    with MemfdHeap().allocate(PAGE) as buf:
+        with buf.cpu_access("w"):
+            first = buf._map
+        with buf.cpu_access("r"):
+            assert buf._map is first
+
+
+def test_closed_buffer_refuses_use() -> None:
+    buf = MemfdHeap().allocate(PAGE)
+    buf.close()
+    buf.close()
+    with pytest.raises(ClosedResourceError, match="closed"):
+        buf.fileno()
+    with pytest.raises(ClosedResourceError), buf.cpu_access("r"):
+        pass
+    with pytest.raises(ClosedResourceError):
+        buf.export()
+
+
+@pytest.mark.parametrize("length", [0, -1, 1.5, True, "4096"])
+def test_memfd_heap_bad_sizes(length: object) -> None:
+    before = open_fds()
+    with pytest.raises(UsageError, match="length"):
+        MemfdHeap().allocate(length)  # type: ignore[arg-type]
+    assert open_fds() == before
+
+
+def test_bad_access_mode_and_names() -> None:
+    with MemfdHeap().allocate(PAGE) as buf:
+        with pytest.raises(UsageError, match="mode"), buf.cpu_access("x"):  # type: ignore[arg-type]
+            pass
+        with pytest.raises(UsageError, match="not a dma-buf"):
+            buf.set_name("camera")
+        with pytest.raises(UsageError, match="31 bytes"):
+            buf.set_name("n" * 40)
+
+
+def test_export_is_an_owned_duplicate() -> None:
+    with MemfdHeap().allocate(PAGE) as buf:
+        exported = buf.export()
+        assert os.fstat(exported.fileno()).st_ino == os.fstat(buf.fileno()).st_ino
+        raw = exported.detach()
+        assert exported.closed
+        os.close(raw)
+
+
+def test_info_of_a_memfd() -> None:
+    with MemfdHeap().allocate(2 * PAGE) as buf:
+        info = buf.info()
+        assert info.size == 2 * PAGE
+        assert info.exp_name == "memfd"
+
+
+def test_forgotten_buffer_is_closed_with_a_resource_warning() -> None:
+    buf: Buffer | None = MemfdHeap().allocate(PAGE)
+    assert buf is not None
+    fd = buf.fileno()
+    with pytest.warns(ResourceWarning, match="unclosed buffer from memfd"):
+        del buf
+    gc.collect()
+    assert_fd_closed(fd)
+
+
+def test_fd_resource_rejects_non_fds() -> None:
+    for bad in (-1, True, "3"):
+        with pytest.raises(ValueError, match="not a file descriptor"):
+            FdResource(bad, description="thing")  # type: ignore[arg-type]
+
+
+def test_memfd_seals() -> None:
+    import fcntl
+
+    with Memfd(4 * PAGE) as mfd:
+        assert mfd.seals & fcntl.F_SEAL_SHRINK
+        with pytest.raises(PermissionError):  # EPERM: sealed against shrinking
+            os.ftruncate(mfd.fileno(), PAGE)
+    with Memfd(PAGE, seal_shrink=False) as mfd:
+        assert not mfd.seals & fcntl.F_SEAL_SHRINK
+    with pytest.raises(UsageError):
+        Memfd(-1)
