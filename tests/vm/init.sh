@@ -1,6 +1,6 @@
 #!/bin/busybox sh
 # /init of the test VM's initramfs: load the modules, mount the host's root (9p, read-only) and the
-# writable output share, chroot into the host and run the command the host left in the output share.
+# writable output share (under /run), chroot into the host and run the command the host left in the output share.
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc
@@ -16,18 +16,19 @@ done
 
 opts=trans=virtio,version=9p2000.L,msize=262144
 mount -t 9p -o "$opts,ro" host /host || { echo "init: cannot mount the host root"; poweroff -f; }
-mount -t tmpfs tmpfs /host/tmp
-mkdir -p /host/tmp/devalloc-out
-mount -t 9p -o "$opts" out /host/tmp/devalloc-out || { echo "init: cannot mount the output share"; poweroff -f; }
+# Writable space lives under /run (a tmpfs), not /tmp: the checkout itself may be under the host's
+# /tmp, which must stay visible.
+mount -t tmpfs tmpfs /host/run
+mkdir -p /host/run/devalloc-out /host/run/tmp
+mount -t 9p -o "$opts" out /host/run/devalloc-out || { echo "init: cannot mount the output share"; poweroff -f; }
 mount -t proc proc /host/proc
 mount -t sysfs sysfs /host/sys
 mount -t devtmpfs devtmpfs /host/dev
 mkdir -p /host/dev/shm
 mount -t tmpfs tmpfs /host/dev/shm
 mount -t debugfs debugfs /host/sys/kernel/debug 2>/dev/null
-mount -t tmpfs tmpfs /host/run 2>/dev/null
 
-chroot /host /bin/sh /tmp/devalloc-out/guest-cmd.sh
-echo $? > /host/tmp/devalloc-out/rc
+chroot /host /bin/sh /run/devalloc-out/guest-cmd.sh
+echo $? > /host/run/devalloc-out/rc
 sync
 poweroff -f

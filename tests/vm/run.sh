@@ -33,8 +33,8 @@ pytest_args=("$@")
 [ ${#pytest_args[@]} -gt 0 ] || pytest_args=(-m kernel tests)
 {
   echo "cd '$repo' || exit 97"
-  echo "export HOME=/tmp PYTHONDONTWRITEBYTECODE=1 DEVALLOC_IN_VM=1 PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
-  printf "exec '%s' -m pytest -p no:cacheprovider --color=no --junitxml=/tmp/devalloc-out/report.xml" "$python"
+  echo "export HOME=/run/tmp TMPDIR=/run/tmp PYTHONDONTWRITEBYTECODE=1 DEVALLOC_IN_VM=1 PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+  printf "exec '%s' -m pytest -p no:cacheprovider --color=no --junitxml=/run/devalloc-out/report.xml" "$python"
   for a in "${pytest_args[@]}"; do printf " '%s'" "$a"; done
   echo
 } > "$out/guest-cmd.sh"
