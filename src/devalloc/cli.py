@@ -3,6 +3,9 @@
 Example:
     $ devalloc              # what this machine offers, and a CPU round trip on the chosen backend
     $ devalloc info --json
+    $ devalloc formats
+    $ devalloc modifier 0x0100000000000002
+    $ devalloc layout NV12 1920x1080 --pitch-align 64 --json
 
 Exit codes: 0 ok, 1 a kernel/system failure, 2 bad input. Errors are one line on stderr
 (``--debug`` shows the traceback).
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -20,6 +24,14 @@ from typing import Any
 
 from .buffer import Buffer
 from .errors import DevallocError, UsageError
+from .formats import (
+    LayoutRules,
+    format_table,
+    layout,
+    lookup_format,
+    parse_modifier,
+    parse_size,
+)
 from .heaps.dmaheap import DmaHeap
 from .heaps.memfd import MemfdHeap
 from .heaps.udmabuf import Memfd, UdmabufDevice
@@ -113,11 +125,93 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK if selftest["ok"] else EXIT_FAILURE
 
 
+def _cmd_formats(args: argparse.Namespace) -> int:
+    rows = format_table()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    print(f"{'name':<14} {'fourcc':<6} {'planes':>6}  {'yuv':<3} {'alpha':<5} {'sub':<5} v4l2")
+    for row in rows:
+        sub = f"{row['hsub']}x{row['vsub']}"
+        v4l2 = ",".join(str(v) for v in row["v4l2"])  # type: ignore[attr-defined]
+        print(
+            f"{row['name']!s:<14} {row['fourcc_str']!s:<6} {row['planes']!s:>6}  "
+            f"{'yes' if row['is_yuv'] else 'no':<3} {'yes' if row['has_alpha'] else 'no':<5} "
+            f"{sub:<5} {v4l2}"
+        )
+    return EXIT_OK
+
+
+def _cmd_modifier(args: argparse.Namespace) -> int:
+    mod = parse_modifier(_int_or_text(args.modifier))
+    if args.json:
+        print(json.dumps(mod.to_dict(), indent=2))
+    else:
+        print(f"0x{mod.value:016x}  {mod}")
+    return EXIT_OK
+
+
+def _int_or_text(text: str) -> str | int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        return text
+
+
+def _cmd_layout(args: argparse.Namespace) -> int:
+    width, height = parse_size(args.size)
+    rules = LayoutRules(
+        pitch_align=args.pitch_align,
+        height_align=args.height_align,
+        offset_align=args.offset_align,
+        size_align=args.size_align,
+        extra_rows=args.extra_rows,
+        multi_buffer=args.multi_buffer,
+    )
+    modifier = parse_modifier(_int_or_text(args.modifier))
+    result = layout(lookup_format(args.format), width, height, modifier.value, rules)
+    data = result.to_json()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return EXIT_OK
+    size = f"{data['size']} bytes" if data["size"] is not None else "size decided by the exporter"
+    print(f"{data['format']} {width}x{height} modifier {data['modifier_name']}: {size}")
+    if data["opaque"]:
+        print(f"  {data['note']}")
+    for i, plane in enumerate(result.planes):
+        print(
+            f"  plane {i}: offset {plane.offset:>10}  pitch {plane.pitch:>7}"
+            f"  size {plane.size:>10}  buffer {plane.buffer}"
+        )
+    return EXIT_OK
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="devalloc",
         description="Linux device buffer allocator: what this machine offers for dma-bufs.",
-        epilog="examples:\n  devalloc\n  devalloc info --json",
+        epilog="examples:\n  devalloc\n  devalloc info --json\n  devalloc formats\n"
+        "  devalloc modifier 0x0100000000000002\n  devalloc layout NV12 1920x1080 --json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -126,6 +220,40 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="dma-heaps, udmabuf, DRM and V4L2 nodes (the default)")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=_cmd_info)
+
+    fmts = sub.add_parser("formats", help="the pixel formats devalloc knows (DRM fourccs + V4L2)")
+    fmts.add_argument("--json", action="store_true", help="machine-readable output")
+    fmts.set_defaults(func=_cmd_formats)
+
+    mod = sub.add_parser(
+        "modifier",
+        help="decode a DRM format modifier (number or name)",
+        epilog="examples:\n  devalloc modifier 0x0100000000000002\n"
+        "  devalloc modifier I915_Y_TILED",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mod.add_argument("modifier", help="a 64-bit value (0x...) or a name such as LINEAR")
+    mod.add_argument("--json", action="store_true", help="machine-readable output")
+    mod.set_defaults(func=_cmd_modifier)
+
+    lay = sub.add_parser(
+        "layout",
+        help="plane offsets, pitches and sizes of a format at a size",
+        epilog="examples:\n  devalloc layout NV12 1920x1080 --pitch-align 64 --height-align 16",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    lay.add_argument("format", help="DRM format name or fourcc (NV12, XR24, 0x3231564e)")
+    lay.add_argument("size", help="WIDTHxHEIGHT, e.g. 1920x1080")
+    lay.add_argument("--modifier", default="LINEAR", help="modifier value or name (LINEAR)")
+    lay.add_argument("--pitch-align", type=_positive, default=1, metavar="N")
+    lay.add_argument("--height-align", type=_positive, default=1, metavar="N")
+    lay.add_argument("--offset-align", type=_positive, default=1, metavar="N")
+    lay.add_argument("--size-align", type=_positive, default=1, metavar="N")
+    lay.add_argument("--extra-rows", type=_non_negative, default=0, metavar="N")
+    lay.add_argument("--multi-buffer", action="store_true", help="one buffer (fd) per plane")
+    lay.add_argument("--json", action="store_true", help="machine-readable output")
+    lay.set_defaults(func=_cmd_layout)
+
     parser.set_defaults(func=_cmd_info)
     return parser
 
@@ -134,6 +262,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``devalloc`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    # A size such as "-5x3" would be taken for an option; mark it as positional so that the size
+    # parser reports what is wrong with it.
+    for i, arg in enumerate(argv):
+        if re.fullmatch(r"-\d+x-?\d*", arg):
+            argv[i:i] = ["--"]
+            break
     try:
         args = build_parser().parse_args(argv)
         result: int = args.func(args)
