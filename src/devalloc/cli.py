@@ -19,7 +19,7 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .buffer import Buffer
@@ -186,24 +186,19 @@ def _cmd_layout(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer (decimal or 0x...) no smaller than ``minimum``."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}: {text!r}")
+        return value
 
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -245,11 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     lay.add_argument("format", help="DRM format name or fourcc (NV12, XR24, 0x3231564e)")
     lay.add_argument("size", help="WIDTHxHEIGHT, e.g. 1920x1080")
     lay.add_argument("--modifier", default="LINEAR", help="modifier value or name (LINEAR)")
-    lay.add_argument("--pitch-align", type=_positive, default=1, metavar="N")
-    lay.add_argument("--height-align", type=_positive, default=1, metavar="N")
-    lay.add_argument("--offset-align", type=_positive, default=1, metavar="N")
-    lay.add_argument("--size-align", type=_positive, default=1, metavar="N")
-    lay.add_argument("--extra-rows", type=_non_negative, default=0, metavar="N")
+    lay.add_argument("--pitch-align", type=_int_at_least(1), default=1, metavar="N")
+    lay.add_argument("--height-align", type=_int_at_least(1), default=1, metavar="N")
+    lay.add_argument("--offset-align", type=_int_at_least(1), default=1, metavar="N")
+    lay.add_argument("--size-align", type=_int_at_least(1), default=1, metavar="N")
+    lay.add_argument("--extra-rows", type=_int_at_least(0), default=0, metavar="N")
     lay.add_argument("--multi-buffer", action="store_true", help="one buffer (fd) per plane")
     lay.add_argument("--json", action="store_true", help="machine-readable output")
     lay.set_defaults(func=_cmd_layout)
