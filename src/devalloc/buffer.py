@@ -140,10 +140,13 @@ class Buffer(FdResource):
                 f"{self.description} was opened read-only: cannot access it for {mode!r}"
             )
         flags = _SYNC_FLAGS[mode]
-        view = memoryview(self._mapping())
-        user_view = view.toreadonly() if mode == "r" else view
+        mapping = self._mapping()
         if self.is_dmabuf:
             self._sync(_uapi.DMA_BUF_SYNC_START | flags)
+        # Views are made only after START succeeded, so a failed sync leaves none behind (an
+        # exported view would stop close() from unmapping).
+        view = memoryview(mapping)
+        user_view = view.toreadonly() if mode == "r" else view
         try:
             yield user_view
         finally:
