@@ -43,7 +43,7 @@ echo "vm: booting Linux $kver under QEMU (TCG), timeout ${timeout_s}s"
 set +e
 timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 \
   -machine q35 -accel tcg -cpu max -m 2048 -smp 2 \
-  -display none -monitor none -serial stdio -no-reboot \
+  -display none -monitor none -serial stdio -no-reboot -nic none \
   -kernel "$kdir/vmlinuz" -initrd "$kdir/initramfs.gz" \
   -append "console=ttyS0 quiet loglevel=3 panic=-1$append" \
   -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
