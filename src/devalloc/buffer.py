@@ -175,12 +175,13 @@ class Buffer(FdResource):
     def info(self) -> DmaBufInfo:
         """The kernel's view of this dma-buf (from /proc/self/fdinfo)."""
         fields = read_fdinfo(self.fileno())
+        inode = fields.get("ino")
         return DmaBufInfo(
             size=int(fields.get("size", self.size)),
             count=int(fields.get("count", 0)),
             exp_name=fields.get("exp_name", "" if self.is_dmabuf else "memfd"),
             name=fields.get("name", ""),
-            inode=int(fields.get("ino", os.fstat(self.fileno()).st_ino)),
+            inode=int(inode) if inode is not None else os.fstat(self.fileno()).st_ino,
         )
 
     def export(self) -> FdResource:

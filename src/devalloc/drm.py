@@ -160,8 +160,11 @@ class DrmDevice(FdResource):
         super().__init__(fd, description=f"DRM device {path}", path=path)
 
     def _own_handle(self, handle: int, what: str) -> GemHandle:
-        self._handle_refs[handle] = self._handle_refs.get(handle, 0) + 1
+        self._count_handle(handle)
         return GemHandle(self, handle, what=what)
+
+    def _count_handle(self, handle: int) -> None:
+        self._handle_refs[handle] = self._handle_refs.get(handle, 0) + 1
 
     def _unref_handle(self, handle: int) -> None:
         refs = self._handle_refs.get(handle, 0) - 1
@@ -248,7 +251,7 @@ class DrmDevice(FdResource):
             f"create a {width}x{height} {bpp}-bpp dumb buffer",
         )
         layout = DumbLayout(width, height, bpp, int(arg.pitch), int(arg.size))
-        self._handle_refs[int(arg.handle)] = 1
+        self._count_handle(int(arg.handle))
         return DumbBuffer(self, int(arg.handle), layout)
 
     def handle_exists(self, handle: int) -> bool:

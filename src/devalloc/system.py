@@ -13,13 +13,13 @@ from __future__ import annotations
 import glob
 import os
 import platform
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .drm import drm_driver_name, drm_nodes
-from .heaps.dmaheap import DMA_HEAP_DIR, heap_paths
-from .heaps.udmabuf import UDMABUF_PATH, size_limit_bytes
+from .heaps.dmaheap import heap_paths
+from .heaps.udmabuf import size_limit_bytes
+from .v4l2 import natural_key, v4l2_node_driver, v4l2_node_name
 
 
 @dataclass(frozen=True)
@@ -57,19 +57,6 @@ def _access(path: str, mode: int) -> tuple[bool, str]:
     return False, "permission denied (the node is not readable/writable by this user)"
 
 
-def _sysfs_text(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
-def _driver_of(sysfs_device: str) -> str:
-    link = os.path.join(sysfs_device, "driver")
-    return os.path.basename(os.readlink(link)) if os.path.islink(link) else ""
-
-
 def _drm_nodes(dev: str, sysfs: str) -> list[Node]:
     nodes = []
     for path in drm_nodes(os.path.join(dev, "dri")):
@@ -82,28 +69,21 @@ def _drm_nodes(dev: str, sysfs: str) -> list[Node]:
 
 def _v4l2_nodes(dev: str, sysfs: str) -> list[Node]:
     nodes = []
-    for path in sorted(glob.glob(os.path.join(dev, "video*")), key=_natural):
-        base = os.path.basename(path)
+    for path in sorted(glob.glob(os.path.join(dev, "video*")), key=natural_key):
         ok, reason = _access(path, os.R_OK | os.W_OK)
-        name = _sysfs_text(os.path.join(sysfs, "class", "video4linux", base, "name"))
-        driver = _driver_of(os.path.join(sysfs, "class", "video4linux", base, "device"))
+        name = v4l2_node_name(path, sysfs)
+        driver = v4l2_node_driver(path, sysfs)
         nodes.append(Node(path, "v4l2", name or "unknown", ok, reason, {"driver": driver}))
     return nodes
-
-
-def _natural(path: str) -> tuple[str, int]:
-    m = re.match(r"(.*?)(\d+)$", path)
-    return (m.group(1), int(m.group(2))) if m else (path, -1)
 
 
 def survey(dev: str = "/dev", sysfs: str = "/sys") -> Survey:
     """Look at /dev and /sys and report the dma-buf providers and devices found."""
     heaps = []
-    heap_dir = DMA_HEAP_DIR if dev == "/dev" else os.path.join(dev, "dma_heap")
-    for path in heap_paths(heap_dir):
+    for path in heap_paths(os.path.join(dev, "dma_heap")):
         ok, reason = _access(path, os.R_OK)
         heaps.append(Node(path, "dma-heap", os.path.basename(path), ok, reason))
-    udmabuf_path = UDMABUF_PATH if dev == "/dev" else os.path.join(dev, "udmabuf")
+    udmabuf_path = os.path.join(dev, "udmabuf")
     udmabuf = None
     if os.path.exists(udmabuf_path):
         ok, reason = _access(udmabuf_path, os.R_OK | os.W_OK)

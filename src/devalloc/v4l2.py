@@ -383,9 +383,19 @@ def _image_format(fmt: _uapi.v4l2_format) -> V4l2ImageFormat:
     )
 
 
-def _natural(name: str) -> tuple[str, int]:
+def natural_key(name: str) -> tuple[str, int]:
+    """Sort key that puts video2 before video10."""
     m = re.match(r"(.*?)(\d+)$", name)
     return (m.group(1), int(m.group(2))) if m else (name, -1)
+
+
+def v4l2_node_driver(node: str, sysfs: str = "/sys") -> str:
+    """The kernel driver a V4L2 node's device is bound to (sysfs driver link); "" if unbound."""
+    link = os.path.join(sysfs, SYSFS_V4L2, os.path.basename(node), "device", "driver")
+    try:
+        return os.path.basename(os.readlink(link))
+    except OSError:
+        return ""
 
 
 def v4l2_node_name(node: str, sysfs: str = "/sys") -> str:
@@ -407,16 +417,8 @@ def v4l2_nodes_of_driver(driver: str, sysfs: str = "/sys", dev: str = "/dev") ->
         names = os.listdir(base)
     except OSError:
         return []
-    found = []
-    for name in names:
-        if not re.fullmatch(r"video\d+", name):
-            continue
-        link = os.path.join(base, name, "device", "driver")
-        try:
-            bound = os.path.basename(os.readlink(link))
-        except OSError:
-            continue
-        if bound == driver:
-            found.append(name)
-    found.sort(key=_natural)
+    found = [
+        n for n in names if re.fullmatch(r"video\d+", n) and v4l2_node_driver(n, sysfs) == driver
+    ]
+    found.sort(key=natural_key)
     return [os.path.join(dev, n) for n in found]

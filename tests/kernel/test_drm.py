@@ -8,7 +8,7 @@ import os
 import pytest
 
 from devalloc.drm import DrmDevice, GemHandle
-from devalloc.errors import KernelError, UsageError
+from devalloc.errors import ClosedResourceError, KernelError, UsageError
 from devalloc.heaps.dmaheap import DmaHeap
 from devalloc.heaps.memfd import MemfdHeap
 from devalloc.heaps.udmabuf import Memfd, UdmabufDevice
@@ -106,7 +106,7 @@ def test_vgem_does_not_advertise_dumb_buffers(vgem: DrmDevice) -> None:
 def test_bad_fd_import_fails_cleanly(system_heap: DmaHeap, vgem: DrmDevice) -> None:
     buf = system_heap.allocate(4096)
     buf.close()
-    with pytest.raises(Exception, match="closed"):
+    with pytest.raises(ClosedResourceError, match="closed"):
         vgem.import_buffer(buf)
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from ..errors import UsageError
-from .fourcc import PixelFormat, closest_names, lookup_format
+from .fourcc import PixelFormat, closest_names, fourcc_code, lookup_format
 
 __all__ = ["V4L2_FORMATS", "V4l2Format", "drm_to_v4l2", "v4l2_fourcc", "v4l2_to_drm"]
 
@@ -28,7 +28,7 @@ def v4l2_fourcc(code: str) -> int:
     """The V4L2 pixel format code of four characters, as the C macro ``v4l2_fourcc``."""
     if len(code) != 4 or not code.isascii():
         raise UsageError(f"a V4L2 fourcc is 4 ASCII characters, not {code!r}")
-    return sum(ord(ch) << (8 * i) for i, ch in enumerate(code))
+    return fourcc_code(code)  # same byte order as DRM's fourcc_code
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 
 from ..buffer import Buffer
-from ..errors import UsageError, error_from_oserror
+from ..errors import UsageError
+from .udmabuf import Memfd
 
 
 class MemfdHeap:
@@ -28,13 +29,4 @@ class MemfdHeap:
             raise UsageError(f"memfd: length must be a positive integer, not {length!r}")
         page = os.sysconf("SC_PAGE_SIZE")
         size = -(-length // page) * page
-        try:
-            fd = os.memfd_create("devalloc", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-        except OSError as exc:
-            raise error_from_oserror(exc, "memfd_create failed") from exc
-        try:
-            os.ftruncate(fd, size)
-        except OSError as exc:
-            os.close(fd)
-            raise error_from_oserror(exc, f"memfd: cannot size a buffer to {size} bytes") from exc
-        return Buffer(fd, exporter="memfd", dmabuf=False, size=size)
+        return Buffer(Memfd(size).detach(), exporter="memfd", dmabuf=False, size=size)
