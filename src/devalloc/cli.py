@@ -7,23 +7,35 @@ Example:
     $ devalloc modifier 0x0100000000000002
     $ devalloc layout NV12 1920x1080 --pitch-align 64 --json
 
-Exit codes: 0 ok, 1 a kernel/system failure, 2 bad input. Errors are one line on stderr
-(``--debug`` shows the traceback).
+Exit codes: 0 ok, 1 a kernel/system failure, 2 bad input, 3 no plan (or a verification failed).
+Errors are one line on stderr (``--debug`` shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
+import pkgutil
 import re
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from . import commands
 from .buffer import Buffer
-from .errors import DevallocError, UsageError
+from .commands._common import (
+    EXIT_FAILURE,
+    EXIT_NO_PLAN,
+    EXIT_OK,
+    EXIT_USAGE,
+    Parser,
+    int_at_least,
+    int_or_text,
+)
+from .errors import DevallocError, NoPlanError, UsageError
 from .formats import (
     LayoutRules,
     format_table,
@@ -37,16 +49,9 @@ from .heaps.memfd import MemfdHeap
 from .heaps.udmabuf import Memfd, UdmabufDevice
 from .system import Node, Survey, survey
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+__all__ = ["EXIT_FAILURE", "EXIT_NO_PLAN", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 _SELFTEST_BYTES = 1 << 20
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # argparse's own exits print usage; keep it one line
-        raise UsageError(message)
 
 
 def _selftest(report: Survey) -> dict[str, Any]:
@@ -143,19 +148,12 @@ def _cmd_formats(args: argparse.Namespace) -> int:
 
 
 def _cmd_modifier(args: argparse.Namespace) -> int:
-    mod = parse_modifier(_int_or_text(args.modifier))
+    mod = parse_modifier(int_or_text(args.modifier))
     if args.json:
         print(json.dumps(mod.to_dict(), indent=2))
     else:
         print(f"0x{mod.value:016x}  {mod}")
     return EXIT_OK
-
-
-def _int_or_text(text: str) -> str | int:
-    try:
-        return int(text, 0)
-    except ValueError:
-        return text
 
 
 def _cmd_layout(args: argparse.Namespace) -> int:
@@ -168,7 +166,7 @@ def _cmd_layout(args: argparse.Namespace) -> int:
         extra_rows=args.extra_rows,
         multi_buffer=args.multi_buffer,
     )
-    modifier = parse_modifier(_int_or_text(args.modifier))
+    modifier = parse_modifier(int_or_text(args.modifier))
     result = layout(lookup_format(args.format), width, height, modifier.value, rules)
     data = result.to_json()
     if args.json:
@@ -186,23 +184,8 @@ def _cmd_layout(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer (decimal or 0x...) no smaller than ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text, 0)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}: {text!r}")
-        return value
-
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="devalloc",
         description="Linux device buffer allocator: what this machine offers for dma-bufs.",
         epilog="examples:\n  devalloc\n  devalloc info --json\n  devalloc formats\n"
@@ -211,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", parser_class=Parser)
     info = sub.add_parser("info", help="dma-heaps, udmabuf, DRM and V4L2 nodes (the default)")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=_cmd_info)
@@ -240,14 +223,18 @@ def build_parser() -> argparse.ArgumentParser:
     lay.add_argument("format", help="DRM format name or fourcc (NV12, XR24, 0x3231564e)")
     lay.add_argument("size", help="WIDTHxHEIGHT, e.g. 1920x1080")
     lay.add_argument("--modifier", default="LINEAR", help="modifier value or name (LINEAR)")
-    lay.add_argument("--pitch-align", type=_int_at_least(1), default=1, metavar="N")
-    lay.add_argument("--height-align", type=_int_at_least(1), default=1, metavar="N")
-    lay.add_argument("--offset-align", type=_int_at_least(1), default=1, metavar="N")
-    lay.add_argument("--size-align", type=_int_at_least(1), default=1, metavar="N")
-    lay.add_argument("--extra-rows", type=_int_at_least(0), default=0, metavar="N")
+    lay.add_argument("--pitch-align", type=int_at_least(1), default=1, metavar="N")
+    lay.add_argument("--height-align", type=int_at_least(1), default=1, metavar="N")
+    lay.add_argument("--offset-align", type=int_at_least(1), default=1, metavar="N")
+    lay.add_argument("--size-align", type=int_at_least(1), default=1, metavar="N")
+    lay.add_argument("--extra-rows", type=int_at_least(0), default=0, metavar="N")
     lay.add_argument("--multi-buffer", action="store_true", help="one buffer (fd) per plane")
     lay.add_argument("--json", action="store_true", help="machine-readable output")
     lay.set_defaults(func=_cmd_layout)
+
+    for module in sorted(m.name for m in pkgutil.iter_modules(commands.__path__)):
+        if not module.startswith("_"):
+            importlib.import_module(f"{commands.__name__}.{module}").register(sub)
 
     parser.set_defaults(func=_cmd_info)
     return parser
@@ -272,6 +259,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"devalloc: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except NoPlanError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"devalloc: {exc}", file=sys.stderr)
+        return EXIT_NO_PLAN
     except (DevallocError, OSError) as exc:
         if debug:
             traceback.print_exc()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+from collections.abc import Sequence
 
 
 class DevallocError(Exception):
@@ -22,6 +23,19 @@ class DevallocError(Exception):
 
 class UsageError(DevallocError, ValueError):
     """The caller asked for something invalid; nothing reached the kernel."""
+
+
+class NoPlanError(DevallocError):
+    """No buffer satisfies every device (or a verification refuted the plan).
+
+    Attributes:
+        conflicts: what conflicts, one item per conflict (``devalloc.negotiate.Conflict`` from
+            negotiation); the CLI prints them and exits with status 3.
+    """
+
+    def __init__(self, message: str, conflicts: Sequence[object] = ()) -> None:
+        super().__init__(message)
+        self.conflicts: tuple[object, ...] = tuple(conflicts)
 
 
 class ClosedResourceError(DevallocError):
