@@ -1,0 +1,176 @@
+"""``devalloc negotiate``: one buffer that every given device can use, or why there is none.
+
+Example:
+    $ devalloc negotiate --device camera.toml:capture --device display.toml:primary \\
+          --size 1920x1080 --format NV12 --cpu-access w --explain
+    $ devalloc negotiate --device rk3399-vop --size 1920x1080 --json
+
+Exit status: 0 with a plan; 3 when no single buffer fits (every conflict is printed, with the
+copy-path proposal or "needs more than one copy step"); 2 for bad input (a missing or invalid
+device file, an unknown key, format or usage, a bad size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..constraints import CPU_ACCESS_VALUES, Constraints, load_constraints
+from ..formats import parse_size
+from ..negotiate import NegotiationError, Plan, negotiate
+from ._common import EXIT_NO_PLAN, EXIT_OK, SubParsers, add_json_flag, print_json
+
+__all__ = ["register"]
+
+_EPILOG = """\
+FILE is a device file (TOML, see docs/negotiation.md) or the name of a bundled profile;
+:USAGE picks one of its usages (all of them when left out).
+
+examples:
+  devalloc negotiate --device camera.toml:capture --device display.toml:primary --size 1920x1080
+  devalloc negotiate -d cam.toml -d gpu.toml:texture --size 1280x720 --format NV12 --format YUYV
+  devalloc negotiate -d display.toml --size 3840x2160 --cpu-access w --prefer-uncached --explain
+  devalloc negotiate -d display.toml --size 640x480 --json
+
+exit status: 0 plan, 2 bad input, 3 no plan (the conflicts and a copy-path proposal are printed)
+"""
+
+
+def register(sub: SubParsers) -> None:
+    """Add ``negotiate`` to the CLI."""
+    parser = sub.add_parser(
+        "negotiate",
+        help="one buffer every device can use: format, modifier, layout, memory, cache policy",
+        description="Negotiate the constraints of every device that touches a buffer into one"
+        " plan, or print what conflicts.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "-d",
+        "--device",
+        action="append",
+        required=True,
+        metavar="FILE[:USAGE]",
+        help="a device's constraints (repeat for every device)",
+    )
+    parser.add_argument("--size", required=True, metavar="WxH", help="e.g. 1920x1080")
+    parser.add_argument(
+        "--format",
+        action="append",
+        metavar="F",
+        help="a format the application accepts (repeat; best first); default: any",
+    )
+    parser.add_argument(
+        "--cpu-access",
+        choices=CPU_ACCESS_VALUES,
+        default="none",
+        help="what the application does with the buffer on the CPU (default: none)",
+    )
+    parser.add_argument(
+        "--prefer-uncached",
+        action="store_true",
+        help="map write-combined when the CPU only writes and a device is not coherent",
+    )
+    parser.add_argument(
+        "--explain", action="store_true", help="say where every combined value comes from"
+    )
+    add_json_flag(parser)
+    parser.set_defaults(func=_run)
+
+
+def _memory_text(plan: Plan) -> str:
+    memory = plan.memory
+    parts = []
+    if memory.contiguous:
+        parts.append("contiguous")
+    elif memory.max_segments is not None:
+        parts.append(f"at most {memory.max_segments} segments")
+    else:
+        parts.append("any pages")
+    parts.append(f"{memory.dma_bits}-bit DMA")
+    parts.append(f"location {memory.location}")
+    parts.append("protected" if memory.protected else "not protected")
+    parts.append("coherent" if memory.coherent else "not coherent")
+    parts.append(f"CPU access {memory.cpu_access}")
+    return ", ".join(parts)
+
+
+def _print_plan(plan: Plan, explain: bool) -> None:
+    lay = plan.layout
+    print(f"plan for {', '.join(plan.devices)} at {plan.width}x{plan.height}")
+    print(f"  format    {plan.format.name} (fourcc {plan.format.fourcc_str})")
+    print(f"  modifier  {plan.modifier.name} ({plan.modifier.hex})")
+    if lay.size is None:
+        print(f"  size      decided by the exporter: {lay.note}")
+    else:
+        count = len(lay.buffer_sizes)
+        print(f"  size      {lay.size} bytes in {count} buffer{'s' if count > 1 else ''}")
+    for i, plane in enumerate(lay.planes):
+        print(
+            f"  plane {i}: offset {plane.offset:>10}  pitch {plane.pitch:>7}"
+            f"  size {plane.size:>10}  buffer {plane.buffer}"
+        )
+    print(f"  memory    {_memory_text(plan)}")
+    print(f"  cache     {plan.cache.cpu_mapping} mapping, DMA_BUF_IOCTL_SYNC {plan.cache.sync}")
+    print(f"  heap      {plan.heap_hint}")
+    if explain:
+        print("why:")
+        for line in plan.explain():
+            print(f"  - {line}")
+
+
+def _print_failure(error: NegotiationError, devices: list[Constraints], size: str) -> None:
+    labels = sorted(d.label for d in devices)
+    count = len(error.conflicts)
+    print(f"no plan for {', '.join(labels)} at {size}: {count} conflict{'s' if count > 1 else ''}")
+    for conflict in error.conflicts:
+        print(f"  {conflict.attribute}: {conflict.message}")
+        if conflict.suggestion:
+            print(f"    suggestion: {conflict.suggestion}")
+    if error.copy_path is not None:
+        print(f"copy path: {error.copy_path.describe()}")
+    else:
+        print(f"copy path: none ({error.copy_note})")
+
+
+def _run(args: argparse.Namespace) -> int:
+    width, height = parse_size(args.size)
+    devices = [c for spec in args.device for c in load_constraints(spec)]
+    try:
+        plan = negotiate(
+            devices,
+            width,
+            height,
+            args.format,
+            cpu_access=args.cpu_access,
+            prefer_uncached=args.prefer_uncached,
+        )
+    except NegotiationError as exc:
+        if args.json:
+            print_json(
+                {
+                    "devices": sorted(d.label for d in devices),
+                    "size": {"width": width, "height": height},
+                    "conflicts": [c.to_json() for c in exc.conflicts],
+                    "copy_path": exc.copy_path.to_json() if exc.copy_path else None,
+                    "copy_note": exc.copy_note,
+                }
+            )
+        else:
+            _print_failure(exc, devices, f"{width}x{height}")
+        count = len(exc.conflicts)
+        print(
+            f"devalloc: no plan: {count} conflict{'s' if count > 1 else ''}"
+            + (" (a copy path is proposed)" if exc.copy_path else ""),
+            file=sys.stderr,
+        )
+        return EXIT_NO_PLAN
+    if args.json:
+        data = plan.to_json()
+        if args.explain:
+            data["explain"] = plan.explain()
+        print_json(data)
+    else:
+        _print_plan(plan, args.explain)
+    return EXIT_OK

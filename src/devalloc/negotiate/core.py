@@ -1,0 +1,607 @@
+"""The negotiation itself: common pairs, their ranking, the layout checks and the conflicts.
+
+Example:
+    >>> from devalloc.constraints import Constraints
+    >>> from devalloc.formats import LayoutRules, fourcc_code
+    >>> nv12, xr24 = fourcc_code("NV12"), fourcc_code("XR24")
+    >>> cam = Constraints("cam", "capture", ((nv12, 0), (xr24, 0)), access="write")
+    >>> gpu = Constraints("gpu", "texture", ((xr24, 0), (nv12, 0)), LayoutRules(pitch_align=256))
+    >>> plan = negotiate([cam, gpu], 1000, 100)
+    >>> plan.format.name, [p.pitch for p in plan.layout.planes]
+    ('NV12', [1024, 1024])
+    >>> try_negotiate([cam, gpu], 1000, 100, ["XR24"]).format.name
+    'XRGB8888'
+
+See :mod:`devalloc.negotiate` for the ranking rule and ``docs/negotiation.md`` for the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from ..constraints import (
+    CPU_ACCESS_VALUES,
+    Constraints,
+    CpuAccess,
+    format_text,
+    modifier_text,
+)
+from ..errors import NoPlanError, UsageError
+from ..formats import MAX_DIMENSION, Layout, LayoutRules, Modifier, layout, lookup_format
+from ..formats.layout import MAX_ALIGN
+from .combine import Combined, cache_policy, combine, name_list, provenance, subject
+from .plan import APPLICATION, CombinedRules, Conflict, Plan, Provenance
+
+if TYPE_CHECKING:  # copy imports this module
+    from .copy import CopyPath
+
+__all__ = [
+    "ATTRIBUTES",
+    "MAX_COPY_PATH_DEVICES",
+    "NegotiationError",
+    "acceptable_pairs",
+    "negotiate",
+    "try_negotiate",
+]
+
+#: Conflict attributes, in the order conflicts are reported.
+ATTRIBUTES: Final = (
+    "format",
+    "modifier",
+    "width",
+    "height",
+    "location",
+    "protected",
+    "alignment",
+    "buffers",
+    "pitch",
+    "layout",
+)
+#: The copy-path search tries every split of the devices in two; above this many it is skipped.
+MAX_COPY_PATH_DEVICES: Final = 12
+
+Pair = tuple[int, int]
+
+
+class NegotiationError(NoPlanError):
+    """No buffer fits every device.
+
+    Attributes:
+        conflicts: every :class:`Conflict`, in :data:`ATTRIBUTES` order.
+        copy_path: a two-buffer proposal with one copy step (a :class:`CopyPath`), or None.
+        copy_note: why there is no copy path when there is none (``"needs more than one copy
+            step"``, a single device, or too many devices to search); "" when there is one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        conflicts: Sequence[Conflict],
+        copy_path: CopyPath | None = None,
+        copy_note: str = "",
+    ) -> None:
+        super().__init__(message, conflicts)
+        self.conflicts: tuple[Conflict, ...] = tuple(conflicts)
+        self.copy_path = copy_path
+        self.copy_note = copy_note
+
+
+@dataclass(frozen=True)
+class Request:
+    """A checked negotiation request: devices sorted by label, formats resolved to fourccs."""
+
+    devices: tuple[Constraints, ...]
+    width: int
+    height: int
+    candidates: tuple[int, ...] | None
+    cpu_access: CpuAccess
+    prefer_uncached: bool
+
+    def subset(self, devices: Iterable[Constraints]) -> Request:
+        """The same request for some of the devices."""
+        return dataclasses.replace(self, devices=tuple(devices))
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The devices' labels, sorted."""
+        return tuple(d.label for d in self.devices)
+
+
+def prepare(
+    constraints: Iterable[Constraints],
+    width: int,
+    height: int,
+    formats: Sequence[str | int] | None = None,
+    cpu_access: CpuAccess = "none",
+    prefer_uncached: bool = False,
+) -> Request:
+    """Check a request and put it in canonical form.
+
+    Raises:
+        UsageError: no devices, a non-Constraints item, two devices with the same label, a bad
+            size, an unknown format or an invalid CPU access.
+    """
+    if isinstance(constraints, Constraints):
+        raise UsageError("negotiate takes a list of Constraints, not a single one")
+    devices = list(constraints)
+    if not devices:
+        raise UsageError("negotiation needs the constraints of at least one device")
+    for item in devices:
+        if not isinstance(item, Constraints):
+            raise UsageError(f"negotiate takes Constraints, not {type(item).__name__}")
+    devices.sort(key=lambda d: d.label)
+    for first, second in itertools.pairwise(devices):
+        if first.label == second.label:
+            raise UsageError(
+                f"{first.label} is given twice; give each device its own id (e.g. cam0, cam1)"
+            )
+    for name, value in (("width", width), ("height", height)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"the {name} is an integer, not {value!r}")
+        if not 1 <= value <= MAX_DIMENSION:
+            raise UsageError(f"the {name} is from 1 to {MAX_DIMENSION}, not {value}")
+    candidates: tuple[int, ...] | None = None
+    if formats is not None:
+        if isinstance(formats, str | bytes):
+            raise UsageError(f"formats is a list of formats, not the text {formats!r}")
+        candidates = tuple(dict.fromkeys(lookup_format(f).fourcc for f in formats))
+        if not candidates:
+            raise UsageError("formats is empty; leave it out (None) to accept any format")
+    if cpu_access not in CPU_ACCESS_VALUES:
+        raise UsageError(f"cpu_access is one of {', '.join(CPU_ACCESS_VALUES)}, not {cpu_access!r}")
+    if not isinstance(prefer_uncached, bool):
+        raise UsageError(f"prefer_uncached is True or False, not {prefer_uncached!r}")
+    return Request(tuple(devices), width, height, candidates, cpu_access, prefer_uncached)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pairs: the intersection and the ranking.
+
+
+def _rank_key(request: Request) -> Callable[[Pair], tuple[int, int, int, int, int]]:
+    maps = [d.positions for d in request.devices]
+    order = {f: i for i, f in enumerate(request.candidates or ())}
+
+    def key(pair: Pair) -> tuple[int, int, int, int, int]:
+        positions = [m[pair] for m in maps]
+        return (order.get(pair[0], 0), sum(positions), max(positions), pair[0], pair[1])
+
+    return key
+
+
+def common_pairs(request: Request) -> list[Pair]:
+    """The pairs every device lists (and the application's formats allow), unranked."""
+    devices = request.devices
+    smallest = min(devices, key=lambda d: len(d.pairs))
+    common = set(smallest.positions)
+    for device in devices:
+        if device is not smallest:
+            common.intersection_update(device.positions)
+    if request.candidates is not None:
+        allowed = set(request.candidates)
+        common = {p for p in common if p[0] in allowed}
+    return list(common)
+
+
+def _ranked(request: Request, pairs: list[Pair]) -> Iterator[Pair]:
+    """``pairs`` best first; the best is found without sorting the rest."""
+    if not pairs:
+        return
+    key = _rank_key(request)
+    keyed = [(key(p), p) for p in pairs]
+    best = min(keyed)
+    yield best[1]
+    keyed.remove(best)
+    keyed.sort()
+    for _key, pair in keyed:
+        yield pair
+
+
+def _format_rank(request: Request) -> Callable[[int], tuple[int, int, int]]:
+    order = {f: i for i, f in enumerate(request.candidates or ())}
+
+    def key(fourcc: int) -> tuple[int, int, int]:
+        positions = [d.fourccs[fourcc] for d in request.devices]
+        return (order.get(fourcc, 0), sum(positions), fourcc)
+
+    return key
+
+
+def _formats_of(device: Constraints) -> list[str]:
+    return [format_text(f) for f in device.fourccs]
+
+
+def _format_conflicts(request: Request) -> list[Conflict]:
+    """Why there is no common pair: no common format, none the application accepts, or no
+    common modifier for each common format."""
+    devices = request.devices
+    shared = set(devices[0].fourccs)
+    for device in devices[1:]:
+        shared.intersection_update(device.fourccs)
+    if not shared:
+        offers = [name_list(_formats_of(d)) for d in devices]
+        return [
+            Conflict(
+                "format",
+                request.labels,
+                tuple(offers),
+                "no format every device accepts: "
+                + ", ".join(f"{d.label} offers {o}" for d, o in zip(devices, offers, strict=True)),
+                _format_suggestion(devices),
+            )
+        ]
+    rank = _format_rank(request)
+    fourccs = sorted(shared, key=rank)
+    if request.candidates is not None:
+        wanted = [f for f in request.candidates if f in shared]
+        if not wanted:
+            asked = name_list([format_text(f) for f in request.candidates])
+            common = name_list([format_text(f) for f in fourccs])
+            return [
+                Conflict(
+                    "format",
+                    (APPLICATION, *request.labels),
+                    (asked, *(name_list(_formats_of(d)) for d in devices)),
+                    f"the application accepts only {asked}; the formats every device"
+                    f" accepts are {common}",
+                    f"accept one of {common} in the application, or convert with a copy step",
+                )
+            ]
+        fourccs = wanted
+    conflicts = []
+    for fourcc in fourccs:
+        offers = [
+            name_list([modifier_text(m) for f, m in d.pairs if f == fourcc], limit=6)
+            for d in devices
+        ]
+        name = format_text(fourcc)
+        conflicts.append(
+            Conflict(
+                "modifier",
+                request.labels,
+                tuple(offers),
+                f"no common modifier for {name}: "
+                + ", ".join(f"{d.label} offers {o}" for d, o in zip(devices, offers, strict=True)),
+                f"a copy step that converts {name} between these modifiers (re-tiling), or list"
+                " a modifier every device really supports (LINEAR is never implied)",
+            )
+        )
+    return conflicts
+
+
+def _format_suggestion(devices: Sequence[Constraints]) -> str:
+    favourites = [f"{d.label}'s {format_text(d.pairs[0][0])}" for d in devices]
+    if len(devices) == 2:
+        return (
+            f"convert with a copy step, e.g. {favourites[0]} to {favourites[1]} (or the other"
+            " way round, from the writer to the reader); devalloc proposes a copy path"
+        )
+    return (
+        "split the devices into two groups that each share a format and copy between them"
+        f" (favourites: {', '.join(favourites)}); devalloc proposes a copy path"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# One pair: its layout and the checks on it.
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """Why one pair does not work."""
+
+    pair: Pair
+    attribute: str  # buffers | pitch | layout
+    detail: str = ""
+    pitch: int = 0  # the offending pitch (pitch failures)
+    low: bool = False  # below min_pitch (else above max_pitch)
+    raised: bool = False  # the pitch alignment was raised to meet min_pitch
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """A pair that works: its layout, the rules it was computed with and a note on them."""
+
+    layout: Layout
+    rules: LayoutRules
+    pitch_note: str
+
+
+def _fit(comb: Combined, pair: Pair, width: int, height: int) -> _Fit | list[_Failure]:
+    fmt = lookup_format(pair[0])
+    failures: list[_Failure] = []
+    if comb.buffers_disagree and fmt.planes > 1:
+        failures.append(_Failure(pair, "buffers"))
+    rules = comb.layout_rules(fmt)
+    try:
+        lay = layout(fmt, width, height, pair[1], rules)
+    except UsageError as exc:
+        failures.append(_Failure(pair, "layout", str(exc)))
+        return failures
+    note = ""
+    raised = False
+    if not lay.opaque and lay.planes:
+        if comb.min_pitch and min(p.pitch for p in lay.planes) < comb.min_pitch:
+            step = rules.pitch_align
+            wider = -(-comb.min_pitch // step) * step
+            if wider <= MAX_ALIGN:
+                try:
+                    again = dataclasses.replace(rules, pitch_align=wider)
+                    lay, rules = layout(fmt, width, height, pair[1], again), again
+                    raised = True
+                    note = (
+                        f"raised from {step} to {wider} so that every plane's pitch is at least"
+                        f" min_pitch {comb.min_pitch}"
+                    )
+                except UsageError as exc:
+                    failures.append(_Failure(pair, "layout", str(exc)))
+                    return failures
+        pitches = [p.pitch for p in lay.planes]
+        if min(pitches) < comb.min_pitch:
+            failures.append(_Failure(pair, "pitch", pitch=min(pitches), low=True, raised=raised))
+        if comb.max_pitch is not None and max(pitches) > comb.max_pitch:
+            failures.append(_Failure(pair, "pitch", pitch=max(pitches), raised=raised))
+    if failures:
+        return failures
+    return _Fit(lay, rules, note)
+
+
+def _pair_text(pair: Pair) -> str:
+    return f"{format_text(pair[0])} {modifier_text(pair[1])}"
+
+
+def _largest_fitting_width(comb: Combined, pair: Pair, width: int, height: int) -> int:
+    """The largest width below ``width`` at which ``pair`` meets the pitch limits (0: none)."""
+    low, high = 0, width - 1
+    while low < high:
+        mid = (low + high + 1) // 2
+        fitted = _fit(comb, pair, mid, height)
+        ok = isinstance(fitted, _Fit) or not any(f.attribute == "pitch" for f in fitted)
+        if ok:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _pair_conflicts(comb: Combined, failures: list[_Failure]) -> list[Conflict]:
+    """Conflicts from pairs that all failed (buffers, pitch, layout)."""
+    devices = comb.devices
+    conflicts: list[Conflict] = []
+    buffers = [f for f in failures if f.attribute == "buffers"]
+    if buffers:
+        wanted = [d for d in devices if d.buffers != "any"]
+        single = [d.label for d in wanted if d.buffers == "single"]
+        per_plane = [d.label for d in wanted if d.buffers == "per-plane"]
+        multi = name_list(list(dict.fromkeys(format_text(f.pair[0]) for f in buffers)))
+        conflicts.append(
+            Conflict(
+                "buffers",
+                tuple(d.label for d in wanted),
+                tuple(d.buffers for d in wanted),
+                f"{subject(single, 'needs', 'need')} every plane in one buffer but"
+                f" {subject(per_plane, 'needs', 'need')} one buffer per plane, and the formats"
+                f" {multi} have several planes",
+                "a single-plane format every device accepts avoids the question; otherwise copy"
+                " between a single-buffer and a per-plane buffer",
+            )
+        )
+    pitch = [f for f in failures if f.attribute == "pitch"]
+    if pitch and not any(c.attribute == "pitch" for c in comb.conflicts):
+        involved: dict[str, str] = {}
+        for failure in pitch:
+            for d in devices:
+                if failure.low and d.min_pitch > failure.pitch:
+                    involved[d.label] = f"min_pitch {d.min_pitch}"
+                if not failure.low and d.max_pitch is not None and d.max_pitch < failure.pitch:
+                    involved[d.label] = f"max_pitch {d.max_pitch}"
+                if failure.raised and d.min_pitch == comb.min_pitch:
+                    involved.setdefault(d.label, f"min_pitch {d.min_pitch}")
+        labels = [d.label for d in devices if d.label in involved]
+        first = pitch[0]
+        if first.low:
+            what = f"a pitch of {first.pitch} bytes, below the min_pitch {comb.min_pitch}"
+        else:
+            what = f"{first.pitch} bytes per row, above the max_pitch {comb.max_pitch}"
+        others = len({f.pair for f in pitch}) - 1
+        more = f" ({others} other common pair(s) fail the same way)" if others else ""
+        suggestion = "a format with fewer bytes per pixel, or a modifier with a smaller pitch"
+        if not first.low:
+            fits = _largest_fitting_width(comb, first.pair, comb.width, comb.height)
+            if fits:
+                suggestion = (
+                    f"at most {fits} pixels wide fits in {_pair_text(first.pair)}; or " + suggestion
+                )
+        conflicts.append(
+            Conflict(
+                "pitch",
+                tuple(labels),
+                tuple(involved[label] for label in labels),
+                f"{_pair_text(first.pair)} at {comb.width}x{comb.height} needs {what}"
+                f" of {', '.join(labels)}{more}",
+                suggestion,
+            )
+        )
+    bad_layout = [f for f in failures if f.attribute == "layout"]
+    if bad_layout:
+        first = bad_layout[0]
+        conflicts.append(
+            Conflict(
+                "layout",
+                tuple(d.label for d in devices),
+                tuple(modifier_text(first.pair[1]) for _d in devices),
+                f"the layout engine refuses {_pair_text(first.pair)} at {comb.width}x{comb.height}:"
+                f" {first.detail}",
+                "a smaller size or another modifier",
+            )
+        )
+    return conflicts
+
+
+def _ordered(conflicts: Iterable[Conflict]) -> tuple[Conflict, ...]:
+    return tuple(sorted(conflicts, key=lambda c: ATTRIBUTES.index(c.attribute)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole negotiation.
+
+
+def _rank_record(request: Request, pair: Pair, count: int) -> Provenance:
+    positions = [d.positions[pair] for d in request.devices]
+    inputs: list[tuple[str, int | str | bool | None]] = []
+    forced: tuple[str, ...] = ()
+    note = (
+        f"the best of {count} common pair(s): position sum {sum(positions)}, worst {max(positions)}"
+    )
+    if request.candidates is not None:
+        index = request.candidates.index(pair[0])
+        inputs.append((APPLICATION, index))
+        forced = (APPLICATION,)
+        note = f"the application's format #{index + 1}; " + note
+    inputs.extend(zip(request.labels, positions, strict=True))
+    return Provenance("pair", _pair_text(pair), "rank", forced, tuple(inputs), note)
+
+
+def _plan(request: Request, comb: Combined, pair: Pair, fit: _Fit, count: int) -> Plan:
+    fmt = lookup_format(pair[0])
+    memory = comb.memory
+    assert memory is not None
+    cache = cache_policy(memory, request.devices, request.prefer_uncached)
+    records = [_rank_record(request, pair, count)]
+    records.extend(provenance(comb, fmt, fit.rules, cache, fit.pitch_note))
+    return Plan(
+        format=fmt,
+        modifier=Modifier(pair[1]),
+        width=request.width,
+        height=request.height,
+        layout=fit.layout,
+        rules=CombinedRules(
+            fit.rules,
+            comb.buffers,
+            comb.min_pitch,
+            comb.max_pitch,
+            comb.max_width,
+            comb.max_height,
+        ),
+        memory=memory,
+        cache=cache,
+        devices=request.labels,
+        provenance=tuple(records),
+    )
+
+
+def run(request: Request) -> Plan | tuple[Conflict, ...]:
+    """Negotiate a checked request: the plan, or every conflict."""
+    comb = combine(request.devices, request.width, request.height, request.cpu_access)
+    pairs = common_pairs(request)
+    conflicts = list(comb.conflicts)
+    if not pairs:
+        conflicts.extend(_format_conflicts(request))
+        return _ordered(conflicts)
+    if not comb.aligned:
+        return _ordered(conflicts)
+    failures: list[_Failure] = []
+    for pair in _ranked(request, pairs):
+        fitted = _fit(comb, pair, request.width, request.height)
+        if isinstance(fitted, _Fit):
+            if conflicts:
+                return _ordered(conflicts)
+            return _plan(request, comb, pair, fitted, len(pairs))
+        failures.extend(fitted)
+    conflicts.extend(_pair_conflicts(comb, failures))
+    return _ordered(conflicts)
+
+
+def acceptable_pairs(
+    constraints: Iterable[Constraints],
+    width: int,
+    height: int,
+    formats: Sequence[str | int] | None = None,
+    *,
+    cpu_access: CpuAccess = "none",
+) -> list[Pair]:
+    """Every (fourcc, modifier) pair a plan could use, best first (empty when a conflict holds
+    whatever the pair). :func:`negotiate` picks the first.
+
+    Raises:
+        UsageError: an invalid request (see :func:`negotiate`).
+    """
+    request = prepare(constraints, width, height, formats, cpu_access)
+    comb = combine(request.devices, request.width, request.height, request.cpu_access)
+    if comb.conflicts:
+        return []
+    return [
+        pair
+        for pair in _ranked(request, common_pairs(request))
+        if isinstance(_fit(comb, pair, width, height), _Fit)
+    ]
+
+
+def try_negotiate(
+    constraints: Iterable[Constraints],
+    width: int,
+    height: int,
+    formats: Sequence[str | int] | None = None,
+    *,
+    cpu_access: CpuAccess = "none",
+    prefer_uncached: bool = False,
+) -> Plan | tuple[Conflict, ...]:
+    """Like :func:`negotiate`, but returns the conflicts instead of raising.
+
+    Raises:
+        UsageError: an invalid request.
+    """
+    return run(prepare(constraints, width, height, formats, cpu_access, prefer_uncached))
+
+
+def negotiate(
+    constraints: Iterable[Constraints],
+    width: int,
+    height: int,
+    formats: Sequence[str | int] | None = None,
+    *,
+    cpu_access: CpuAccess = "none",
+    prefer_uncached: bool = False,
+    propose_copy: bool = True,
+) -> Plan:
+    """One buffer that every device in ``constraints`` can use.
+
+    Args:
+        constraints: one :class:`~devalloc.constraints.Constraints` per device and usage.
+        width: image width in pixels.
+        height: image height in pixels.
+        formats: the application's candidate formats (names or fourccs), best first; None
+            accepts any format.
+        cpu_access: what the application does with the buffer on the CPU.
+        prefer_uncached: map write-combined when the CPU only writes and a device is not
+            coherent.
+        propose_copy: on failure, search a two-buffer copy path for the error.
+
+    Returns:
+        The plan (format, modifier, layout, memory, cache policy, provenance).
+
+    Raises:
+        NegotiationError: no single buffer fits (a :class:`~devalloc.errors.NoPlanError` with
+            ``conflicts``, ``copy_path`` and ``copy_note``).
+        UsageError: an invalid request.
+    """
+    request = prepare(constraints, width, height, formats, cpu_access, prefer_uncached)
+    result = run(request)
+    if isinstance(result, Plan):
+        return result
+    copy: CopyPath | None = None
+    note = ""
+    if propose_copy:
+        from .copy import copy_path_for
+
+        copy, note = copy_path_for(request)
+    message = (
+        f"no buffer fits {', '.join(request.labels)} at {width}x{height}: "
+        + "; ".join(c.message for c in result)
+        + (f"; copy path: {copy.describe()}" if copy is not None else f"; {note}" if note else "")
+    )
+    raise NegotiationError(message, result, copy, note)
