@@ -1,0 +1,481 @@
+"""Pipeline files: which devices share a buffer, at what size, and what negotiating it should give.
+
+Example:
+    >>> from devalloc.negotiate import try_negotiate
+    >>> pipe = loads_pipeline('''
+    ... name = "decode-display"
+    ... width = 1920
+    ... height = 1080
+    ... expect = "plan"
+    ... [[devices]]
+    ... profile = "rk3399-vpu"
+    ... usage = "decode"
+    ... [[devices]]
+    ... profile = "rk3399-vop"
+    ... usage = "primary"
+    ... ''')
+    >>> pipe.labels
+    ('rk3399-vpu:decode', 'rk3399-vop:primary')
+    >>> plan = try_negotiate(pipe.constraints(), pipe.width, pipe.height)
+    >>> plan.format.name, plan.layout.planes[0].pitch
+    ('NV12', 1920)
+
+A pipeline file (TOML) names the buffer's size, the application's candidate formats and CPU
+access, how many buffers it wants, what negotiating it is expected to give (``plan``, ``copy``
+or ``conflict``) and one ``[[devices]]`` table per device: ``profile`` is a bundled profile
+name (:func:`devalloc.profiles.profile_names`) or a device file path relative to the pipeline
+file, ``usage`` one of its usages (all of them when left out). See ``examples/README.md``.
+
+Errors are :class:`~devalloc.errors.UsageError` naming the file, the line and the key
+(``camera.toml:9: unknown key devices[0].usge (did you mean usage?)``). Everything here is pure
+apart from reading the pipeline file and the device files it names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal, cast
+
+from .constraints import (
+    CPU_ACCESS_VALUES,
+    Constraints,
+    CpuAccess,
+    DeviceProfile,
+    load_device_file,
+)
+from .errors import UsageError, error_from_oserror
+from .formats import MAX_DIMENSION, lookup_format
+from .profiles import profile_names, profile_path
+
+__all__ = [
+    "EXPECT_VALUES",
+    "MAX_COUNT",
+    "Expect",
+    "Pipeline",
+    "PipelineDevice",
+    "load_pipeline",
+    "loads_pipeline",
+    "pipeline_paths",
+]
+
+Expect = Literal["plan", "copy", "conflict"]
+
+#: What a pipeline file may expect negotiation to give.
+EXPECT_VALUES: Final[tuple[Expect, ...]] = ("plan", "copy", "conflict")
+#: Most buffers a pipeline may ask for.
+MAX_COUNT: Final = 1 << 16
+
+_TOP_KEYS: Final = (
+    "name",
+    "description",
+    "width",
+    "height",
+    "formats",
+    "cpu_access",
+    "count",
+    "expect",
+    "devices",
+)
+_DEVICE_KEYS: Final = ("profile", "usage")
+_NAME = re.compile(r"^[^\s:]+$")
+
+
+@dataclass(frozen=True)
+class PipelineDevice:
+    """One ``[[devices]]`` entry of a pipeline file.
+
+    Attributes:
+        profile: the ``profile`` value as written (a bundled name or a relative path).
+        usage: the usage asked for, or None for every usage of the device file.
+        path: the device file it resolved to.
+        constraints: the constraints it contributes (one per usage), in device-file order.
+    """
+
+    profile: str
+    usage: str | None
+    path: Path
+    constraints: tuple[Constraints, ...]
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """``device:usage`` of every constraint this entry contributes."""
+        return tuple(c.label for c in self.constraints)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A pipeline file: the devices that share a buffer and the request to negotiate.
+
+    Attributes:
+        name: the pipeline's name.
+        width: image width in pixels.
+        height: image height in pixels.
+        devices: one entry per ``[[devices]]`` table, in file order.
+        description: free text.
+        formats: the application's candidate formats (DRM names, best first); None for any.
+        cpu_access: the application's own CPU access.
+        count: how many buffers the application wants.
+        expect: what negotiating is expected to give (``plan``, ``copy``, ``conflict``), or None.
+        path: the file it was read from ("" when read from text).
+    """
+
+    name: str
+    width: int
+    height: int
+    devices: tuple[PipelineDevice, ...]
+    description: str = ""
+    formats: tuple[str, ...] | None = None
+    cpu_access: CpuAccess = "none"
+    count: int = 1
+    expect: Expect | None = None
+    path: str = field(default="", compare=False)
+
+    def constraints(self) -> list[Constraints]:
+        """Every device's constraints, in file order (a device without ``usage`` gives all its
+        usages)."""
+        return [c for device in self.devices for c in device.constraints]
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """``device:usage`` of every constraint, in file order."""
+        return tuple(c.label for c in self.constraints())
+
+    @property
+    def size(self) -> str:
+        """``WIDTHxHEIGHT``."""
+        return f"{self.width}x{self.height}"
+
+    def to_json(self) -> dict[str, object]:
+        """The pipeline as JSON: every field, devices as profile/usage/path/labels."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "width": self.width,
+            "height": self.height,
+            "formats": None if self.formats is None else list(self.formats),
+            "cpu_access": self.cpu_access,
+            "count": self.count,
+            "expect": self.expect,
+            "path": self.path,
+            "devices": [
+                {
+                    "profile": d.profile,
+                    "usage": d.usage,
+                    "path": str(d.path),
+                    "labels": list(d.labels),
+                }
+                for d in self.devices
+            ],
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Where keys are in the text (for error messages).
+
+_KEY_PART = r'(?:[A-Za-z0-9_-]+|"[^"\\]*(?:\\.[^"\\]*)*"|\'[^\']*\')'
+_KEY_LINE = re.compile(rf"^\s*({_KEY_PART}(?:\s*\.\s*{_KEY_PART})*)\s*=")
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]]+?)\s*\]\]?\s*(?:#.*)?$")
+_PART = re.compile(_KEY_PART)
+
+#: A key's place in the document: top-level keys are ("name",), device keys ("devices", 0, "usage").
+_KeyPath = tuple[str | int, ...]
+
+
+def _parts(text: str) -> list[str]:
+    found = []
+    for match in _PART.finditer(text):
+        part = match.group(0)
+        found.append(part[1:-1] if part[:1] in "\"'" else part)
+    return found
+
+
+def _open_brackets(text: str) -> int:
+    """Opening minus closing brackets outside strings and comments (enough to skip the
+    continuation lines of a multi-line array or inline table)."""
+    depth = 0
+    quote = ""
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\" and quote == '"':
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch == "#":
+            break
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        i += 1
+    return depth
+
+
+def _key_lines(text: str) -> dict[_KeyPath, int]:
+    """The line (1-based) where each key first appears; ``[[devices]]`` tables are numbered."""
+    found: dict[_KeyPath, int] = {}
+    table: _KeyPath = ()
+    arrays: dict[str, int] = {}
+    depth = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        if depth > 0:
+            depth = max(0, depth + _open_brackets(line))
+            continue
+        header = _HEADER.match(line)
+        if header is not None:
+            names = _parts(header.group(2))
+            if header.group(1) == "[[" and names:
+                dotted = ".".join(names)
+                arrays[dotted] = arrays.get(dotted, -1) + 1
+                table = (*names, arrays[dotted])
+            else:
+                table = tuple(names)
+            for end in range(1, len(table) + 1):
+                found.setdefault(table[:end], number)
+            continue
+        key = _KEY_LINE.match(line)
+        if key is None:
+            continue
+        path = (*table, *_parts(key.group(1)))
+        for end in range(1, len(path) + 1):
+            found.setdefault(path[:end], number)
+        depth = max(0, _open_brackets(line[key.end() :]))
+    return found
+
+
+def _dotted(path: _KeyPath) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+class _Reader:
+    """Typed access to one table of the pipeline file, with errors that say where."""
+
+    def __init__(self, source: str, lines: Mapping[_KeyPath, int]) -> None:
+        self.source = source
+        self.lines = lines
+
+    def where(self, path: _KeyPath) -> str:
+        for end in range(len(path), 0, -1):
+            number = self.lines.get(path[:end])
+            if number is not None:
+                return f"{self.source}:{number}: "
+        return f"{self.source}: "
+
+    def fail(self, path: _KeyPath, message: str) -> UsageError:
+        return UsageError(f"{self.where(path)}{_dotted(path)} {message}")
+
+    def check_keys(self, data: Mapping[str, object], base: _KeyPath, known: Sequence[str]) -> None:
+        for key in data:
+            if key not in known:
+                close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                path = (*base, key)
+                raise UsageError(f"{self.where(path)}unknown key {_dotted(path)}{hint}")
+
+    def text(self, data: Mapping[str, object], base: _KeyPath, key: str, required: bool) -> str:
+        value = data.get(key)
+        if value is None:
+            if required:
+                raise UsageError(f"{self.where(base)}missing key {_dotted((*base, key))}")
+            return ""
+        if not isinstance(value, str):
+            raise self.fail((*base, key), f"must be a string, not {value!r}")
+        return value
+
+    def integer(
+        self, data: Mapping[str, object], key: str, low: int, high: int, default: int | None
+    ) -> int:
+        value = data.get(key)
+        if value is None:
+            if default is None:
+                raise UsageError(f"{self.where(())}missing key {key}")
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail((key,), f"must be an integer, not {value!r}")
+        if not low <= value <= high:
+            raise self.fail((key,), f"must be from {low} to {high}, not {value}")
+        return value
+
+
+def _resolve_profile(reader: _Reader, base: _KeyPath, profile: str, directory: Path) -> Path:
+    """A device file path relative to the pipeline file, else a bundled profile name."""
+    where = (*base, "profile")
+    candidate = directory / profile
+    if candidate.is_file():
+        return candidate
+    if profile in profile_names():
+        return profile_path(profile)
+    if ":" in profile and profile.rpartition(":")[0] in profile_names():
+        name, _, usage = profile.rpartition(":")
+        raise reader.fail(
+            where,
+            f"{profile!r}: write the usage on its own line: profile = {name!r}, usage = {usage!r}",
+        )
+    if profile.endswith(".toml") or "/" in profile:
+        raise reader.fail(where, f"{profile!r}: no such device file (looked in {directory})")
+    try:
+        return profile_path(profile)
+    except UsageError as exc:
+        raise reader.fail(where, f"{profile!r}: {exc}") from None
+
+
+def _read_device(
+    reader: _Reader, item: object, index: int, directory: Path
+) -> tuple[PipelineDevice, _KeyPath]:
+    base: _KeyPath = ("devices", index)
+    if not isinstance(item, Mapping):
+        raise reader.fail(base, f"must be a table with profile and usage, not {item!r}")
+    reader.check_keys(item, base, _DEVICE_KEYS)
+    profile = reader.text(item, base, "profile", required=True)
+    if not profile.strip():
+        raise reader.fail((*base, "profile"), "is empty")
+    usage: str | None = None
+    if "usage" in item:
+        usage = reader.text(item, base, "usage", required=False)
+        if not _NAME.match(usage):
+            raise reader.fail((*base, "usage"), f"must be a usage name, not {usage!r}")
+    path = _resolve_profile(reader, base, profile, directory)
+    try:
+        device: DeviceProfile = load_device_file(path)
+    except UsageError as exc:
+        raise UsageError(f"{reader.where((*base, 'profile'))}{exc}") from None
+    if usage is None:
+        chosen = tuple(device.usages.values())
+    elif usage in device.usages:
+        chosen = (device.usages[usage],)
+    else:
+        raise reader.fail(
+            (*base, "usage"),
+            f"{usage!r}: device {device.device} ({path.name}) has no such usage;"
+            f" its usages: {', '.join(device.usages)}",
+        )
+    return PipelineDevice(profile, usage, path, chosen), base
+
+
+def _read_formats(reader: _Reader, data: Mapping[str, object]) -> tuple[str, ...] | None:
+    if "formats" not in data:
+        return None
+    value = data["formats"]
+    if not isinstance(value, list) or not value:
+        raise reader.fail(("formats",), f"must be a non-empty list of format names, not {value!r}")
+    names: list[str] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise reader.fail(("formats",), f"[{i}] must be a format name, not {item!r}")
+        try:
+            names.append(lookup_format(item).name)
+        except UsageError as exc:
+            raise reader.fail(("formats",), f"[{i}]: {exc}") from None
+    return tuple(dict.fromkeys(names))
+
+
+def loads_pipeline(
+    text: str, source: str = "<string>", directory: str | Path | None = None
+) -> Pipeline:
+    """Read a pipeline file's text.
+
+    Args:
+        text: the TOML text.
+        source: the file name used in error messages (and recorded as ``Pipeline.path``).
+        directory: where relative device-file paths are looked up (default: the current one).
+
+    Raises:
+        UsageError: invalid TOML, an unknown or missing key, a wrong type or value, an unknown
+            format, profile or usage, or a device given twice; the message names the file, the
+            line and the key.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{source}: invalid TOML: {exc}") from None
+    reader = _Reader(source, _key_lines(text))
+    reader.check_keys(data, (), _TOP_KEYS)
+    name = reader.text(data, (), "name", required=True)
+    if not _NAME.match(name):
+        raise reader.fail(("name",), f"must be a name without spaces or ':', not {name!r}")
+    description = reader.text(data, (), "description", required=False)
+    width = reader.integer(data, "width", 1, MAX_DIMENSION, None)
+    height = reader.integer(data, "height", 1, MAX_DIMENSION, None)
+    count = reader.integer(data, "count", 1, MAX_COUNT, 1)
+    formats = _read_formats(reader, data)
+    cpu_access = data.get("cpu_access", "none")
+    if cpu_access not in CPU_ACCESS_VALUES:
+        raise reader.fail(
+            ("cpu_access",), f"must be one of {', '.join(CPU_ACCESS_VALUES)}, not {cpu_access!r}"
+        )
+    expect = data.get("expect")
+    if expect is not None and expect not in EXPECT_VALUES:
+        raise reader.fail(("expect",), f"must be one of {', '.join(EXPECT_VALUES)}, not {expect!r}")
+    items = data.get("devices")
+    if items is None:
+        raise UsageError(f"{source}: missing [[devices]]: a pipeline names at least one device")
+    if not isinstance(items, list) or not items:
+        raise reader.fail(("devices",), "must be one or more [[devices]] tables")
+    folder = Path(directory) if directory is not None else Path.cwd()
+    devices: list[PipelineDevice] = []
+    seen: dict[str, _KeyPath] = {}
+    for index, item in enumerate(items):
+        device, base = _read_device(reader, item, index, folder)
+        for label in device.labels:
+            if label in seen:
+                raise reader.fail(
+                    base,
+                    f"gives {label} again (already from {_dotted(seen[label])}); each device"
+                    " and usage may appear once",
+                )
+            seen[label] = base
+        devices.append(device)
+    return Pipeline(
+        name=name,
+        width=width,
+        height=height,
+        devices=tuple(devices),
+        description=description,
+        formats=formats,
+        cpu_access=cast(CpuAccess, cpu_access),
+        count=count,
+        expect=cast(Expect | None, expect),
+        path=source,
+    )
+
+
+def load_pipeline(path: str | Path) -> Pipeline:
+    """Read a pipeline file; device-file paths in it are relative to its directory.
+
+    Raises:
+        UsageError: no such file, or anything :func:`loads_pipeline` refuses.
+        KernelError: the file exists but cannot be read (e.g. permission denied).
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise UsageError(f"{source}: no such pipeline file") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{source}: not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise error_from_oserror(exc, f"read pipeline file {source}", path=source) from exc
+    return loads_pipeline(text, source, Path(path).parent)
+
+
+def pipeline_paths(directory: str | Path) -> list[Path]:
+    """The pipeline files (``*.toml``) in ``directory``, sorted by name.
+
+    Raises:
+        UsageError: ``directory`` is not a directory.
+    """
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: not a directory of pipeline files")
+    return sorted(p for p in folder.glob("*.toml") if p.is_file())
