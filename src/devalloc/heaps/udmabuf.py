@@ -5,11 +5,19 @@ Example:
     ...     with dev.create(mfd, 0, 1 << 20) as buf:
     ...         buf.info().exp_name
     'udmabuf'
+    >>> with UdmabufHeap() as heap, heap.allocate(1 << 20) as buf:  # doctest: +SKIP
+    ...     buf.size
+    1048576
 
 The kernel insists that the memfd is sealed against shrinking (F_SEAL_SHRINK) and not sealed
 against writing, and that offsets and sizes are page-aligned; it answers EINVAL otherwise, and
 EBADFD for an fd that is not a memfd. devalloc passes requests through so these checks stay the
 kernel's.
+
+:class:`UdmabufHeap` is udmabuf used as a heap: each buffer gets its own memfd (MFD_ALLOW_SEALING |
+MFD_CLOEXEC), sized with ftruncate, sealed with F_SEAL_SHRINK and turned into a dma-buf with
+UDMABUF_CREATE (UDMABUF_FLAGS_CLOEXEC); the memfd is closed at once (the dma-buf holds its pages).
+A size above the module's ``size_limit_mb`` is refused before the kernel, which would say EINVAL.
 """
 
 from __future__ import annotations
@@ -20,12 +28,15 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from .._fd import FdResource, ioctl, open_fd
-from ..buffer import Buffer
+from ..buffer import Buffer, check_name
 from ..errors import UsageError, error_from_oserror
 from ..uapi import udmabuf as _uapi
+from .properties import HeapProperties
 
 UDMABUF_PATH = "/dev/udmabuf"
 SIZE_LIMIT_PARAM = "/sys/module/udmabuf/parameters/size_limit_mb"
+#: The module's default ``size_limit_mb``: 64 MiB per buffer.
+DEFAULT_SIZE_LIMIT = 64 << 20
 
 
 class SupportsFileno(Protocol):
@@ -116,7 +127,8 @@ class UdmabufDevice(FdResource):
             what=f"create a udmabuf of {size} bytes at offset {offset} of fd {fd}",
             path=self.path,
         )
-        return Buffer(new_fd, exporter="udmabuf", size=size)
+        # udmabuf exports O_RDWR dma-bufs.
+        return Buffer(new_fd, exporter="udmabuf", size=size, writable=True)
 
     def create_list(
         self, ranges: Sequence[tuple[FdLike, int, int]], *, cloexec: bool = True
@@ -149,3 +161,94 @@ def _check_range(offset: int, size: int) -> None:
     for label, value in (("offset", offset), ("size", size)):
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < (1 << 64):
             raise UsageError(f"udmabuf: {label} must be an integer in [0, 2**64), not {value!r}")
+
+
+def udmabuf_properties(size_limit: int, *, dma_bits: int | None = None) -> HeapProperties:
+    """What udmabuf offers: scattered, cached shmem pages in system memory, up to the module's
+    per-buffer ``size_limit`` bytes."""
+    return HeapProperties(
+        kind="udmabuf",
+        name="udmabuf",
+        contiguous=False,
+        cpu_cache="cached",
+        protected=False,
+        cpu_mappable=True,
+        dma_bits=dma_bits,
+        location="system",
+        max_size=size_limit,
+    )
+
+
+class UdmabufHeap:
+    """udmabuf as a heap: one sealed memfd per buffer, turned into a dma-buf.
+
+    Args:
+        path: the udmabuf node.
+        size_limit_param: the module parameter holding the per-buffer limit in MiB (the default
+            limit, 64 MiB, applies when it cannot be read).
+        dma_bits: the physical reach of system memory, if known (for :attr:`properties`).
+
+    Raises:
+        PermissionDeniedError, NotFoundError: the node cannot be opened.
+    """
+
+    def __init__(
+        self,
+        path: str = UDMABUF_PATH,
+        *,
+        size_limit_param: str = SIZE_LIMIT_PARAM,
+        dma_bits: int | None = None,
+    ) -> None:
+        self.size_limit = size_limit_bytes(size_limit_param) or DEFAULT_SIZE_LIMIT
+        self.size_limit_param = size_limit_param
+        self.properties = udmabuf_properties(self.size_limit, dma_bits=dma_bits)
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self.device = UdmabufDevice(path)
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran."""
+        return self.device.closed
+
+    def allocate(self, size: int, *, name: str | None = None) -> Buffer:
+        """A dma-buf of ``size`` bytes rounded up to whole pages, zero-filled.
+
+        Raises:
+            UsageError: a bad size or name, or a size above the module's limit.
+            KernelError: what memfd_create, ftruncate, F_ADD_SEALS or UDMABUF_CREATE said.
+        """
+        if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+            raise UsageError(f"udmabuf: size must be a positive integer, not {size!r}")
+        if name is not None:
+            check_name(name)
+        length = -(-size // self._page) * self._page
+        if length > self.size_limit:
+            raise UsageError(
+                f"udmabuf: {size} bytes is above the udmabuf module's per-buffer limit of "
+                f"{self.size_limit >> 20} MiB ({self.size_limit_param}); raise it with "
+                "udmabuf.size_limit_mb= or use another heap"
+            )
+        self.device.fileno()
+        with Memfd(length, name=name or "devalloc-udmabuf") as mfd:
+            buf = self.device.create(mfd, 0, length)
+        if name is not None:
+            try:
+                buf.set_name(name)
+            except BaseException:
+                buf.close()
+                raise
+        return buf
+
+    def close(self) -> None:
+        """Close the udmabuf node. Idempotent; buffers already made stay valid."""
+        self.device.close()
+
+    def __enter__(self) -> UdmabufHeap:
+        self.device.fileno()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<UdmabufHeap limit={self.size_limit >> 20} MiB {self.device!r}>"
