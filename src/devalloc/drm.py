@@ -1,4 +1,4 @@
-"""DRM devices: identity, capabilities, PRIME import/export and dumb buffers.
+"""DRM devices: identity, capabilities, PRIME import/export, dumb buffers, KMS planes, framebuffers.
 
 Example:
     >>> with DrmDevice("/dev/dri/card0") as dev:                  # doctest: +SKIP
@@ -7,29 +7,55 @@ Example:
     ...         handle.handle > 0
     'vgem'
     True
+    >>> with DrmDevice("/dev/dri/card1") as kms:                  # doctest: +SKIP
+    ...     [(p.type, len(p.pairs)) for p in kms.planes()]        # IN_FORMATS, universal planes
+    ...     with kms.create_dumb(64, 64, 32) as bo:
+    ...         with kms.add_framebuffer(64, 64, fourcc_code("XR24"), [bo], [bo.layout.pitch],
+    ...                                  [0], modifier=0) as fb:  # ADDFB2; RMFB on close
+    ...             fb.fb_id > 0
+    [('primary', 2)]
+    True
 
 A GEM handle is a per-device kernel object, not an fd; :class:`GemHandle` owns one and releases it
 with DRM_IOCTL_GEM_CLOSE (idempotent; a forgotten handle is released by the garbage collector
 with a ResourceWarning). Handles die with their device fd, so closing the device first is safe.
+:class:`Framebuffer` owns a framebuffer the same way (DRM_IOCTL_MODE_RMFB).
+
+KMS queries (MODE_GETRESOURCES, GETPLANERESOURCES/GETPLANE, OBJ_GETPROPERTIES, GETPROPERTY,
+GETPROPBLOB) are two-pass: counts first, then arrays, asked again when a count grew in between.
+They need a primary (card) node of a modesetting driver: vgem answers EOPNOTSUPP, render nodes
+EACCES.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import re
 import warnings
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
 from ._fd import FdResource, ioctl, open_fd
 from .buffer import Buffer
-from .errors import ClosedResourceError, DevallocError, NotFoundError, UsageError
+from .errors import (
+    ClosedResourceError,
+    DevallocError,
+    NotFoundError,
+    UsageError,
+    error_from_errno,
+)
+from .formats.fourcc import fourcc_to_str
+from .formats.modifier import DRM_FORMAT_MOD_LINEAR
 from .uapi import drm as _uapi
 
 DRI_DIR = "/dev/dri"
+#: Two-pass KMS queries retry this often when the kernel's counts change in between.
+_MAX_COUNT_RETRIES = 8
 
 
 @dataclass(frozen=True)
@@ -42,6 +68,96 @@ class DrmVersion:
     major: int
     minor: int
     patchlevel: int
+
+
+@dataclass(frozen=True)
+class DrmResources:
+    """DRM_IOCTL_MODE_GETRESOURCES: the KMS objects and the framebuffer size limits.
+
+    Attributes:
+        fb_ids: framebuffers of this file.
+        crtc_ids: CRTCs.
+        connector_ids: connectors.
+        encoder_ids: encoders.
+        min_width: smallest framebuffer width.
+        max_width: largest framebuffer width.
+        min_height: smallest framebuffer height.
+        max_height: largest framebuffer height.
+    """
+
+    fb_ids: tuple[int, ...]
+    crtc_ids: tuple[int, ...]
+    connector_ids: tuple[int, ...]
+    encoder_ids: tuple[int, ...]
+    min_width: int
+    max_width: int
+    min_height: int
+    max_height: int
+
+
+@dataclass(frozen=True)
+class DrmProperty:
+    """DRM_IOCTL_MODE_GETPROPERTY: a KMS property's metadata.
+
+    Attributes:
+        id: the property id.
+        name: its name (``"type"``, ``"IN_FORMATS"``).
+        flags: DRM_MODE_PROP_* (type and flags).
+        values: range bounds or enum/bitmask values, as the kernel lists them.
+        enums: (value, name) of each enum or bitmask entry.
+    """
+
+    id: int
+    name: str
+    flags: int
+    values: tuple[int, ...] = ()
+    enums: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def is_blob(self) -> bool:
+        """A blob property: its value is a blob id (0 for none)."""
+        return bool(self.flags & _uapi.DRM_MODE_PROP_BLOB)
+
+    @property
+    def is_enum(self) -> bool:
+        """An enum property: its value is one of :attr:`enums`."""
+        return bool(self.flags & _uapi.DRM_MODE_PROP_ENUM)
+
+    def enum_name(self, value: int) -> str | None:
+        """The name of enum entry ``value``; None when there is no such entry."""
+        return next((name for v, name in self.enums if v == value), None)
+
+
+#: Plane types by the names of the "type" property's enum entries (drm_plane.c).
+PLANE_TYPES = {"Overlay": "overlay", "Primary": "primary", "Cursor": "cursor"}
+
+
+@dataclass(frozen=True)
+class DrmPlane:
+    """A KMS plane and the (format, modifier) pairs it scans out.
+
+    Attributes:
+        id: the plane id.
+        type: ``"primary"``, ``"overlay"`` or ``"cursor"`` (from its "type" property; ``""`` when
+            the driver does not expose one).
+        possible_crtcs: bitmask of the CRTC indices it can be attached to.
+        crtc_id: the CRTC it is on now (0: none).
+        fb_id: the framebuffer it shows now (0: none).
+        formats: the fourccs of DRM_IOCTL_MODE_GETPLANE, in the driver's order.
+        pairs: (fourcc, modifier) pairs from the IN_FORMATS blob in blob order (modifier by
+            modifier); when the driver has no IN_FORMATS (no modifier support), every format
+            with DRM_FORMAT_MOD_LINEAR, the layout such drivers use for imported buffers.
+        in_formats: :attr:`pairs` came from the IN_FORMATS blob.
+    """
+
+    id: int
+    type: str
+    possible_crtcs: int
+    crtc_id: int
+    fb_id: int
+    formats: tuple[int, ...]
+    pairs: tuple[tuple[int, int], ...]
+    in_formats: bool
 
 
 def drm_driver_name(node: str, sysfs: str = "/sys") -> str:
@@ -147,6 +263,83 @@ class DumbBuffer(GemHandle):
     def __init__(self, device: DrmDevice, handle: int, layout: DumbLayout) -> None:
         super().__init__(device, handle, what=f"dumb {layout.width}x{layout.height}x{layout.bpp}")
         self.layout = layout
+
+
+def _remove_framebuffer(device: DrmDevice, fb_id: int, forgotten: bool) -> None:
+    if not forgotten:
+        if not device.closed:
+            device.remove_framebuffer(fb_id)
+        return
+    with contextlib.suppress(DevallocError):
+        if not device.closed:
+            device.remove_framebuffer(fb_id)
+    warnings.warn(
+        f"framebuffer {fb_id} on {device.description} removed by the garbage collector",
+        ResourceWarning,
+        stacklevel=2,
+    )
+
+
+class Framebuffer:
+    """Owns one KMS framebuffer (DRM_IOCTL_MODE_ADDFB2); ``close()`` issues RMFB once.
+
+    The framebuffer keeps its own references to the GEM objects it was made from, so their
+    handles may be closed first. Closing the device removes it too.
+
+    Attributes:
+        device: the device it lives on.
+        fb_id: the framebuffer id.
+        width: width in pixels.
+        height: height in pixels.
+        fourcc: the DRM pixel format.
+        modifier: the modifier it was created with (None: no DRM_MODE_FB_MODIFIERS flag).
+    """
+
+    def __init__(
+        self,
+        device: DrmDevice,
+        fb_id: int,
+        *,
+        width: int,
+        height: int,
+        fourcc: int,
+        modifier: int | None,
+    ) -> None:
+        self.device = device
+        self.fb_id = fb_id
+        self.width = width
+        self.height = height
+        self.fourcc = fourcc
+        self.modifier = modifier
+        self._closed = False
+        self._finalizer = weakref.finalize(self, _remove_framebuffer, device, fb_id, True)
+        self._finalizer.atexit = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Remove the framebuffer (RMFB). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._finalizer.detach()
+        _remove_framebuffer(self.device, self.fb_id, False)
+
+    def __enter__(self) -> Self:
+        if self._closed:
+            raise ClosedResourceError(f"framebuffer {self.fb_id} is closed")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"<Framebuffer {self.fb_id} {fourcc_to_str(self.fourcc)} {self.width}x{self.height}"
+            f" on {self.device.description}>"
+        )
 
 
 class DrmDevice(FdResource):
@@ -275,6 +468,244 @@ class DrmDevice(FdResource):
         arg = _uapi.drm_gem_close(handle=handle)
         self._ioctl(
             _uapi.DRM_IOCTL_GEM_CLOSE, arg, "DRM_IOCTL_GEM_CLOSE", f"release GEM handle {handle}"
+        )
+
+    # --- KMS: resources, planes, properties, framebuffers -------------------------------------
+
+    def resources(self) -> DrmResources:
+        """DRM_IOCTL_MODE_GETRESOURCES (asked until the object counts are stable).
+
+        Raises:
+            NotSupportedError: not a KMS driver (EOPNOTSUPP), e.g. vgem.
+            PermissionDeniedError: a render node (KMS ioctls are refused there).
+        """
+        what = f"list the KMS resources of {self.description}"
+        for _ in range(_MAX_COUNT_RETRIES):
+            res = _uapi.drm_mode_card_res()
+            self._ioctl(_uapi.DRM_IOCTL_MODE_GETRESOURCES, res, "DRM_IOCTL_MODE_GETRESOURCES", what)
+            counts = (res.count_fbs, res.count_crtcs, res.count_connectors, res.count_encoders)
+            arrays = [(ctypes.c_uint32 * max(n, 1))() for n in counts]
+            res.fb_id_ptr, res.crtc_id_ptr, res.connector_id_ptr, res.encoder_id_ptr = (
+                ctypes.addressof(a) for a in arrays
+            )
+            self._ioctl(_uapi.DRM_IOCTL_MODE_GETRESOURCES, res, "DRM_IOCTL_MODE_GETRESOURCES", what)
+            now = (res.count_fbs, res.count_crtcs, res.count_connectors, res.count_encoders)
+            if all(n <= m for n, m in zip(now, counts, strict=True)):
+                fbs, crtcs, connectors, encoders = (
+                    tuple(int(i) for i in a[:n]) for a, n in zip(arrays, now, strict=True)
+                )
+                return DrmResources(
+                    fb_ids=fbs,
+                    crtc_ids=crtcs,
+                    connector_ids=connectors,
+                    encoder_ids=encoders,
+                    min_width=int(res.min_width),
+                    max_width=int(res.max_width),
+                    min_height=int(res.min_height),
+                    max_height=int(res.max_height),
+                )
+        raise error_from_errno(
+            errno.EAGAIN, f"{what}: the object counts kept changing", path=self.path
+        )
+
+    def enable_universal_planes(self) -> None:
+        """Set DRM_CLIENT_CAP_UNIVERSAL_PLANES on this file, so primary and cursor planes are
+        listed too (not only overlays)."""
+        self.set_client_cap(_uapi.DRM_CLIENT_CAP_UNIVERSAL_PLANES, 1)
+
+    def plane_ids(self) -> tuple[int, ...]:
+        """DRM_IOCTL_MODE_GETPLANERESOURCES: the ids of the planes this file may see (overlays
+        only unless :meth:`enable_universal_planes` was called)."""
+        what = f"list the planes of {self.description}"
+        request = _uapi.DRM_IOCTL_MODE_GETPLANERESOURCES
+        for _ in range(_MAX_COUNT_RETRIES):
+            arg = _uapi.drm_mode_get_plane_res()
+            self._ioctl(request, arg, "DRM_IOCTL_MODE_GETPLANERESOURCES", what)
+            count = int(arg.count_planes)
+            ids = (ctypes.c_uint32 * max(count, 1))()
+            arg.plane_id_ptr = ctypes.addressof(ids)
+            self._ioctl(request, arg, "DRM_IOCTL_MODE_GETPLANERESOURCES", what)
+            if arg.count_planes <= count:
+                return tuple(ids[: arg.count_planes])
+        raise error_from_errno(
+            errno.EAGAIN, f"{what}: the plane count kept changing", path=self.path
+        )
+
+    def get_property(self, prop_id: int) -> DrmProperty:
+        """DRM_IOCTL_MODE_GETPROPERTY: name, type, values and enum entries of a property."""
+        what = f"get property {prop_id} of {self.description}"
+        arg = _uapi.drm_mode_get_property(prop_id=prop_id)
+        self._ioctl(_uapi.DRM_IOCTL_MODE_GETPROPERTY, arg, "DRM_IOCTL_MODE_GETPROPERTY", what)
+        n_values, n_enums = int(arg.count_values), int(arg.count_enum_blobs)
+        values = (ctypes.c_uint64 * max(n_values, 1))()
+        enums = (_uapi.drm_mode_property_enum * max(n_enums, 1))()
+        arg.values_ptr = ctypes.addressof(values)
+        arg.enum_blob_ptr = ctypes.addressof(enums)
+        self._ioctl(_uapi.DRM_IOCTL_MODE_GETPROPERTY, arg, "DRM_IOCTL_MODE_GETPROPERTY", what)
+        n_values = min(n_values, int(arg.count_values))
+        n_enums = min(n_enums, int(arg.count_enum_blobs))
+        return DrmProperty(
+            id=prop_id,
+            name=bytes(arg.name).split(b"\0", 1)[0].decode(errors="replace"),
+            flags=int(arg.flags),
+            values=tuple(int(v) for v in values[:n_values]),
+            enums=tuple(
+                (int(e.value), bytes(e.name).split(b"\0", 1)[0].decode(errors="replace"))
+                for e in enums[:n_enums]
+            ),
+        )
+
+    def object_properties(self, obj_id: int, obj_type: int) -> list[tuple[DrmProperty, int]]:
+        """DRM_IOCTL_MODE_OBJ_GETPROPERTIES: each property of a KMS object with its value."""
+        what = f"list the properties of KMS object {obj_id} on {self.description}"
+        request = _uapi.DRM_IOCTL_MODE_OBJ_GETPROPERTIES
+        for _ in range(_MAX_COUNT_RETRIES):
+            arg = _uapi.drm_mode_obj_get_properties(obj_id=obj_id, obj_type=obj_type)
+            self._ioctl(request, arg, "DRM_IOCTL_MODE_OBJ_GETPROPERTIES", what)
+            count = int(arg.count_props)
+            ids = (ctypes.c_uint32 * max(count, 1))()
+            values = (ctypes.c_uint64 * max(count, 1))()
+            arg.props_ptr = ctypes.addressof(ids)
+            arg.prop_values_ptr = ctypes.addressof(values)
+            self._ioctl(request, arg, "DRM_IOCTL_MODE_OBJ_GETPROPERTIES", what)
+            if arg.count_props <= count:
+                n = int(arg.count_props)
+                return [(self.get_property(int(ids[i])), int(values[i])) for i in range(n)]
+        raise error_from_errno(
+            errno.EAGAIN, f"{what}: the property count kept changing", path=self.path
+        )
+
+    def get_blob(self, blob_id: int) -> bytes:
+        """DRM_IOCTL_MODE_GETPROPBLOB: the bytes of a property blob."""
+        what = f"read property blob {blob_id} of {self.description}"
+        arg = _uapi.drm_mode_get_blob(blob_id=blob_id)
+        self._ioctl(_uapi.DRM_IOCTL_MODE_GETPROPBLOB, arg, "DRM_IOCTL_MODE_GETPROPBLOB", what)
+        length = int(arg.length)
+        data = ctypes.create_string_buffer(max(length, 1))
+        arg.data = ctypes.addressof(data)
+        self._ioctl(_uapi.DRM_IOCTL_MODE_GETPROPBLOB, arg, "DRM_IOCTL_MODE_GETPROPBLOB", what)
+        return data.raw[: min(length, int(arg.length))]
+
+    def get_plane(self, plane_id: int) -> DrmPlane:
+        """One plane: DRM_IOCTL_MODE_GETPLANE for its formats, its "type" property and the
+        (format, modifier) pairs of its IN_FORMATS blob.
+
+        Raises:
+            NotFoundError: no such plane (or hidden: see :meth:`enable_universal_planes`).
+            ValueError: the driver's IN_FORMATS blob is malformed.
+        """
+        what = f"get plane {plane_id} of {self.description}"
+        formats: tuple[int, ...] = ()
+        for _ in range(_MAX_COUNT_RETRIES):
+            arg = _uapi.drm_mode_get_plane(plane_id=plane_id)
+            self._ioctl(_uapi.DRM_IOCTL_MODE_GETPLANE, arg, "DRM_IOCTL_MODE_GETPLANE", what)
+            count = int(arg.count_format_types)
+            array = (ctypes.c_uint32 * max(count, 1))()
+            arg.format_type_ptr = ctypes.addressof(array)
+            self._ioctl(_uapi.DRM_IOCTL_MODE_GETPLANE, arg, "DRM_IOCTL_MODE_GETPLANE", what)
+            if arg.count_format_types <= count:
+                formats = tuple(int(f) for f in array[: arg.count_format_types])
+                break
+        else:
+            raise error_from_errno(
+                errno.EAGAIN, f"{what}: the format count kept changing", path=self.path
+            )
+        plane_type = ""
+        pairs: tuple[tuple[int, int], ...] = ()
+        in_formats = False
+        for prop, value in self.object_properties(plane_id, _uapi.DRM_MODE_OBJECT_PLANE):
+            if prop.name == "type" and prop.is_enum:
+                name = prop.enum_name(value) or ""
+                plane_type = PLANE_TYPES.get(name, name.lower())
+            elif prop.name == "IN_FORMATS" and prop.is_blob and value:
+                pairs = tuple(_uapi.parse_in_formats(self.get_blob(value)))
+                in_formats = True
+        if not in_formats:
+            pairs = tuple((f, DRM_FORMAT_MOD_LINEAR) for f in formats)
+        return DrmPlane(
+            id=plane_id,
+            type=plane_type,
+            possible_crtcs=int(arg.possible_crtcs),
+            crtc_id=int(arg.crtc_id),
+            fb_id=int(arg.fb_id),
+            formats=formats,
+            pairs=pairs,
+            in_formats=in_formats,
+        )
+
+    def planes(self) -> list[DrmPlane]:
+        """Every plane (universal planes enabled first), in the driver's order."""
+        self.enable_universal_planes()
+        return [self.get_plane(pid) for pid in self.plane_ids()]
+
+    def add_framebuffer(
+        self,
+        width: int,
+        height: int,
+        fourcc: int,
+        handles: Sequence[GemHandle],
+        pitches: Sequence[int],
+        offsets: Sequence[int],
+        modifier: int | None = None,
+    ) -> Framebuffer:
+        """DRM_IOCTL_MODE_ADDFB2: a framebuffer over GEM objects of this device.
+
+        Args:
+            width: width in pixels.
+            height: height in pixels.
+            fourcc: the DRM pixel format code.
+            handles: the GEM handle of each plane (the same handle for planes sharing a buffer).
+            pitches: bytes per row, per plane.
+            offsets: byte offset of each plane in its buffer.
+            modifier: the format modifier for every plane, passed with DRM_MODE_FB_MODIFIERS;
+                None leaves the flag off (the driver's implicit layout).
+
+        Raises:
+            UsageError: plane lists of different or unsupported lengths, foreign handles, bad
+                numbers.
+            InvalidArgumentError: the driver refused the format, modifier, size, pitch or offset.
+        """
+        n = len(handles)
+        if not 1 <= n <= 4 or len(pitches) != n or len(offsets) != n:
+            raise UsageError(
+                f"ADDFB2 takes 1 to 4 planes with one handle, pitch and offset each; got "
+                f"{n} handles, {len(pitches)} pitches, {len(offsets)} offsets"
+            )
+        for handle in handles:
+            if handle.device is not self or handle.closed:
+                raise UsageError(f"{handle!r} is not an open handle of {self.description}")
+        numbers = [("width", width), ("height", height), ("fourcc", fourcc)]
+        numbers += [(f"pitch {i}", p) for i, p in enumerate(pitches)]
+        numbers += [(f"offset {i}", o) for i, o in enumerate(offsets)]
+        for label, value in numbers:
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 32:
+                raise UsageError(f"framebuffer {label} must be a 32-bit unsigned integer")
+        if modifier is not None and not 0 <= modifier < 1 << 64:
+            raise UsageError(f"modifier {modifier!r} is not a 64-bit value")
+        arg = _uapi.drm_mode_fb_cmd2(width=width, height=height, pixel_format=fourcc)
+        for i in range(n):
+            arg.handles[i] = handles[i].handle
+            arg.pitches[i] = pitches[i]
+            arg.offsets[i] = offsets[i]
+            if modifier is not None:
+                arg.modifier[i] = modifier
+        if modifier is not None:
+            arg.flags = int(_uapi.DRM_MODE_FB_MODIFIERS)
+        mod_text = "" if modifier is None else f" modifier {modifier:#x}"
+        what = (
+            f"add a {width}x{height} {fourcc_to_str(fourcc)}{mod_text} framebuffer "
+            f"(pitches {list(pitches)}, offsets {list(offsets)}) on {self.description}"
+        )
+        self._ioctl(_uapi.DRM_IOCTL_MODE_ADDFB2, arg, "DRM_IOCTL_MODE_ADDFB2", what)
+        return Framebuffer(
+            self, int(arg.fb_id), width=width, height=height, fourcc=fourcc, modifier=modifier
+        )
+
+    def remove_framebuffer(self, fb_id: int) -> None:
+        """DRM_IOCTL_MODE_RMFB on a raw id. Owners use Framebuffer.close()."""
+        arg = ctypes.c_uint(fb_id)
+        self._ioctl(
+            _uapi.DRM_IOCTL_MODE_RMFB, arg, "DRM_IOCTL_MODE_RMFB", f"remove framebuffer {fb_id}"
         )
 
 

@@ -1,4 +1,4 @@
-"""V4L2 video devices: capabilities, pixel formats and the plane sizes a driver chooses.
+"""V4L2 video devices: capabilities, pixel formats, plane sizes, and DMABUF streaming I/O.
 
 Example:
     >>> from devalloc.uapi.videodev2 import V4l2BufType
@@ -9,32 +9,56 @@ Example:
     ...     fmt.planes
     'vivid'
     [V4l2PlaneFormat(bytesperline=640, sizeimage=460800)]
+    >>> with V4l2Device(nodes[0]) as dev, heap.allocate(614400) as buf:  # doctest: +SKIP
+    ...     dev.set_format(V4l2BufType.VIDEO_CAPTURE, "YUYV", 640, 480)
+    ...     with dev.dmabuf_queue(V4l2BufType.VIDEO_CAPTURE, 1) as queue:
+    ...         queue.queue(0, [DmabufPlane(buf)])
+    ...         queue.start()
+    ...         queue.dequeue(timeout=5).bytesused
+    (614400,)
 
-Formats are only asked about (VIDIOC_ENUM_FMT, VIDIOC_TRY_FMT, VIDIOC_G_FMT); nothing here changes
-the device's state. A driver that cannot do what TRY_FMT asks adjusts the request (another size,
+Formats are asked about with VIDIOC_ENUM_FMT, VIDIOC_TRY_FMT and VIDIOC_G_FMT, which leave the
+device as it is; VIDIOC_S_FMT and the streaming calls (REQBUFS, QBUF, STREAMON, DQBUF, STREAMOFF)
+change it. A driver that cannot do what TRY_FMT/S_FMT asks adjusts the request (another size,
 another pixel format) rather than failing: compare what comes back with what was asked.
+
+Streaming here imports dma-bufs (V4L2_MEMORY_DMABUF): the kernel takes its own reference to each
+queued dma-buf, so :class:`~devalloc.buffer.Buffer` objects stay owned by the caller, and
+:class:`DmabufQueue` frees the slots (REQBUFS 0) when it is released, after failures too.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
+import fcntl
+import math
 import os
 import re
+import select
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from ._fd import FdResource, ioctl, open_fd
-from .errors import KernelError, UsageError
+from .buffer import Buffer
+from .errors import ClosedResourceError, KernelError, UsageError, error_from_errno
 from .formats.fourcc import fourcc_to_str
 from .formats.v4l2 import v4l2_fourcc
 from .uapi import videodev2 as _uapi
-from .uapi.videodev2 import V4l2BufType, V4l2Cap, V4l2Field
+from .uapi.videodev2 import V4l2BufCap, V4l2BufFlag, V4l2BufType, V4l2Cap, V4l2Field, V4l2Memory
 
 __all__ = [
     "SYSFS_V4L2",
+    "DmabufPlane",
+    "DmabufQueue",
+    "V4l2BufferRequest",
     "V4l2Caps",
     "V4l2Device",
     "V4l2FormatDesc",
+    "V4l2Frame",
     "V4l2ImageFormat",
     "V4l2PlaneFormat",
     "v4l2_fourcc",
@@ -302,26 +326,86 @@ class V4l2Device(FdResource):
             UsageError: not a video buffer type, or a bad fourcc or size.
             KernelError: the driver refused (e.g. EINVAL for a queue it does not have).
         """
+        fmt, what = self._format_request(buf_type, pixelformat, width, height, field, ())
+        self._ioctl(_uapi.VIDIOC_TRY_FMT, fmt, "VIDIOC_TRY_FMT", f"try {what}")
+        return _image_format(fmt)
+
+    def set_format(
+        self,
+        buf_type: V4l2BufType | int,
+        pixelformat: int | str,
+        width: int,
+        height: int,
+        *,
+        field: V4l2Field | int = V4l2Field.ANY,
+        bytesperline: Sequence[int] = (),
+    ) -> V4l2ImageFormat:
+        """Set the queue's format (VIDIOC_S_FMT) and return what the driver chose.
+
+        Like TRY_FMT the driver adjusts what it cannot do, so compare the result with the
+        request. The format cannot change while buffers are allocated (EBUSY).
+
+        Args:
+            buf_type: a video queue (VIDEO_CAPTURE/OUTPUT or their _MPLANE variants).
+            pixelformat: a V4L2 fourcc code, or its four characters.
+            width: width in pixels.
+            height: height in pixels.
+            field: field order (default ANY: the driver picks).
+            bytesperline: requested bytes per line, per memory plane (empty: the driver's
+                smallest); drivers may raise them.
+
+        Raises:
+            UsageError: not a video buffer type, or a bad fourcc, size or pitch.
+            KernelError: the driver refused (EBUSY while buffers are allocated, EINVAL ...).
+        """
+        fmt, what = self._format_request(buf_type, pixelformat, width, height, field, bytesperline)
+        self._ioctl(_uapi.VIDIOC_S_FMT, fmt, "VIDIOC_S_FMT", f"set {what}")
+        return _image_format(fmt)
+
+    def _format_request(
+        self,
+        buf_type: V4l2BufType | int,
+        pixelformat: int | str,
+        width: int,
+        height: int,
+        field: V4l2Field | int,
+        bytesperline: Sequence[int],
+    ) -> tuple[_uapi.v4l2_format, str]:
         buf_type = _check_type(buf_type)
         if isinstance(pixelformat, str):
             pixelformat = v4l2_fourcc(pixelformat)
-        for label, value in (("width", width), ("height", height), ("pixelformat", pixelformat)):
+        checks = [("width", width), ("height", height), ("pixelformat", pixelformat)]
+        checks += [(f"bytesperline[{i}]", v) for i, v in enumerate(bytesperline)]
+        for label, value in checks:
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 32:
                 raise UsageError(f"V4L2 {label} must be a 32-bit unsigned integer, not {value!r}")
         fmt = _uapi.v4l2_format(type=buf_type)
         if buf_type in _MPLANE_TYPES:
+            if len(bytesperline) > _uapi.VIDEO_MAX_PLANES:
+                raise UsageError(
+                    f"V4L2 formats have at most {_uapi.VIDEO_MAX_PLANES} planes, "
+                    f"not {len(bytesperline)}"
+                )
             mp = fmt.fmt.pix_mp
             mp.width, mp.height, mp.pixelformat, mp.field = width, height, pixelformat, int(field)
+            mp.num_planes = len(bytesperline)
+            for plane, pitch in zip(mp.plane_fmt, bytesperline, strict=False):
+                plane.bytesperline = pitch
         else:
+            if len(bytesperline) > 1:
+                raise UsageError(
+                    f"{_type_name(buf_type)} is single-planar: one bytesperline, "
+                    f"not {len(bytesperline)}"
+                )
             pix = fmt.fmt.pix
             pix.width, pix.height, pix.pixelformat = width, height, pixelformat
             pix.field = int(field)
+            pix.bytesperline = bytesperline[0] if bytesperline else 0
         what = (
-            f"try {fourcc_to_str(pixelformat)} {width}x{height} on {_type_name(buf_type)} "
+            f"{fourcc_to_str(pixelformat)} {width}x{height} on {_type_name(buf_type)} "
             f"of {self.description}"
         )
-        self._ioctl(_uapi.VIDIOC_TRY_FMT, fmt, "VIDIOC_TRY_FMT", what)
-        return _image_format(fmt)
+        return fmt, what
 
     def get_format(self, buf_type: V4l2BufType | int) -> V4l2ImageFormat:
         """The queue's current format (VIDIOC_G_FMT).
@@ -335,6 +419,375 @@ class V4l2Device(FdResource):
         what = f"get the {_type_name(buf_type)} format of {self.description}"
         self._ioctl(_uapi.VIDIOC_G_FMT, fmt, "VIDIOC_G_FMT", what)
         return _image_format(fmt)
+
+    # --- streaming I/O ----------------------------------------------------------------------
+
+    def request_buffers(
+        self,
+        buf_type: V4l2BufType | int,
+        count: int,
+        memory: V4l2Memory | int = V4l2Memory.DMABUF,
+    ) -> V4l2BufferRequest:
+        """VIDIOC_REQBUFS: allocate ``count`` buffer slots of ``memory`` type (0 frees them all).
+
+        With V4L2_MEMORY_DMABUF no memory is allocated: the slots are filled by
+        :meth:`queue_dmabuf`. The driver may grant more or fewer slots than asked.
+
+        Raises:
+            UsageError: not a video buffer type, or a bad count.
+            KernelError: EINVAL when the queue does not support ``memory``, EBUSY when buffers
+                are still queued or another file owns the queue.
+        """
+        buf_type = _check_type(buf_type)
+        _check_u32("buffer count", count)
+        memory = V4l2Memory(memory)
+        req = _uapi.v4l2_requestbuffers(count=count, type=buf_type, memory=memory)
+        what = (
+            f"request {count} {memory.name} buffers on {_type_name(buf_type)} of {self.description}"
+        )
+        self._ioctl(_uapi.VIDIOC_REQBUFS, req, "VIDIOC_REQBUFS", what)
+        return V4l2BufferRequest(int(req.count), V4l2BufCap(int(req.capabilities)))
+
+    def buffer_capabilities(self, buf_type: V4l2BufType | int) -> V4l2BufCap:
+        """The queue's V4L2_BUF_CAP_* flags (REQBUFS with count 0 and MMAP memory, which every
+        vb2 queue accepts; it frees this file's MMAP buffers if there were any).
+
+        Raises:
+            KernelError: the queue refused (EBUSY when another file owns it).
+        """
+        return self.request_buffers(buf_type, 0, V4l2Memory.MMAP).capabilities
+
+    def queue_dmabuf(
+        self, buf_type: V4l2BufType | int, index: int, planes: Sequence[DmabufPlane]
+    ) -> None:
+        """VIDIOC_QBUF of dma-bufs into slot ``index`` (after REQBUFS with DMABUF memory).
+
+        The kernel takes its own reference to each dma-buf, so the caller keeps owning (and may
+        close) its :class:`Buffer` objects. Single-planar queues take exactly one plane.
+
+        Raises:
+            UsageError: a plane that is not a dma-buf, a wrong plane count, bad numbers.
+            KernelError: the driver refused: EINVAL (e.g. a buffer shorter than the format's
+                sizeimage, "invalid dmabuf length"), EFAULT (the device could not map it, e.g.
+                a contiguous-only device given scattered memory) ...
+        """
+        buf_type = _check_type(buf_type)
+        _check_u32("buffer index", index)
+        if not planes:
+            raise UsageError(f"queue_dmabuf on {self.description} needs at least one plane")
+        for n, plane in enumerate(planes):
+            if not plane.buffer.is_dmabuf:
+                raise UsageError(
+                    f"plane {n}: {plane.buffer.description} is not a dma-buf: "
+                    f"{self.description} cannot import it"
+                )
+        arg = _uapi.v4l2_buffer(index=index, type=buf_type, memory=V4l2Memory.DMABUF)
+        sizes = ", ".join(f"{p.buffer.size}" for p in planes)
+        what = (
+            f"queue dma-buf(s) of {sizes} bytes into slot {index} of {_type_name(buf_type)} "
+            f"of {self.description}"
+        )
+        if buf_type in _MPLANE_TYPES:
+            if len(planes) > _uapi.VIDEO_MAX_PLANES:
+                raise UsageError(f"at most {_uapi.VIDEO_MAX_PLANES} planes, not {len(planes)}")
+            array = (_uapi.v4l2_plane * len(planes))()
+            for item, plane in zip(array, planes, strict=True):
+                length = plane.resolved_length()
+                item.m.fd = plane.buffer.fileno()
+                item.length = length
+                item.data_offset = plane.data_offset
+                item.bytesused = plane.bytesused
+            arg.m.planes = array
+            arg.length = len(planes)
+            self._ioctl(_uapi.VIDIOC_QBUF, arg, "VIDIOC_QBUF", what)
+            return
+        if len(planes) != 1:
+            raise UsageError(
+                f"{_type_name(buf_type)} is single-planar: queue one dma-buf, not {len(planes)}"
+            )
+        plane = planes[0]
+        if plane.data_offset:
+            raise UsageError("single-planar V4L2 queues have no data_offset: pass 0")
+        length = plane.resolved_length()
+        arg.m.fd = plane.buffer.fileno()
+        arg.length = length
+        arg.bytesused = plane.bytesused
+        self._ioctl(_uapi.VIDIOC_QBUF, arg, "VIDIOC_QBUF", what)
+
+    def dequeue_buffer(
+        self,
+        buf_type: V4l2BufType | int,
+        *,
+        memory: V4l2Memory | int = V4l2Memory.DMABUF,
+        timeout: float = 5.0,
+    ) -> V4l2Frame:
+        """Wait up to ``timeout`` seconds for a finished buffer and take it back (VIDIOC_DQBUF).
+
+        Waits with poll(2), then dequeues without blocking, so a queue that never delivers
+        raises instead of hanging.
+
+        Raises:
+            TimedOutError: no buffer finished in time (ETIMEDOUT).
+            KernelError: DQBUF failed (EINVAL when not streaming, EPIPE after the last buffer),
+                or (errno EIO) poll reported POLLERR while nothing was ready: streaming with no
+                buffer queued, or a device error.
+        """
+        buf_type = _check_type(buf_type)
+        memory = V4l2Memory(memory)
+        output = buf_type in (V4l2BufType.VIDEO_OUTPUT, V4l2BufType.VIDEO_OUTPUT_MPLANE)
+        events = select.POLLOUT | select.POLLWRNORM if output else select.POLLIN | select.POLLRDNORM
+        arg = _uapi.v4l2_buffer(type=buf_type, memory=memory)
+        array = None
+        if buf_type in _MPLANE_TYPES:
+            array = (_uapi.v4l2_plane * _uapi.VIDEO_MAX_PLANES)()
+            arg.m.planes = array
+            arg.length = _uapi.VIDEO_MAX_PLANES
+        what = f"dequeue a buffer from {_type_name(buf_type)} of {self.description}"
+        fd = self.fileno()
+        poller = select.poll()
+        poller.register(fd, events | select.POLLERR | select.POLLPRI)
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            ready = poller.poll(max(0, math.ceil(remaining * 1000))) if remaining > 0 else []
+            if not ready:
+                raise error_from_errno(
+                    errno.ETIMEDOUT,
+                    f"{what}: no buffer finished within {timeout:g} s",
+                    path=self.path,
+                    operation="VIDIOC_DQBUF",
+                )
+            try:
+                with _nonblocking(fd):
+                    self._ioctl(_uapi.VIDIOC_DQBUF, arg, "VIDIOC_DQBUF", what)
+            except KernelError as exc:
+                if exc.errno != errno.EAGAIN:
+                    raise
+                if ready[0][1] & select.POLLERR:
+                    # vb2 signals POLLERR when it is not streaming, has nothing queued, or the
+                    # device failed; waiting would only spin until the deadline.
+                    raise error_from_errno(
+                        errno.EIO,
+                        f"{what}: the queue reports an error (POLLERR): not streaming, no "
+                        "buffer queued, or a device error",
+                        path=self.path,
+                        operation="VIDIOC_DQBUF",
+                    ) from exc
+                continue
+            break
+        if array is not None:
+            used = tuple(int(p.bytesused) for p in array[: int(arg.length)])
+        else:
+            used = (int(arg.bytesused),)
+        return V4l2Frame(
+            index=int(arg.index),
+            sequence=int(arg.sequence),
+            flags=V4l2BufFlag(int(arg.flags)),
+            field=int(arg.field),
+            timestamp=int(arg.timestamp.tv_sec) + int(arg.timestamp.tv_usec) / 1e6,
+            bytesused=used,
+        )
+
+    def stream_on(self, buf_type: V4l2BufType | int) -> None:
+        """VIDIOC_STREAMON: start the queue (capture begins filling queued buffers)."""
+        self._stream(buf_type, _uapi.VIDIOC_STREAMON, "VIDIOC_STREAMON", "start streaming")
+
+    def stream_off(self, buf_type: V4l2BufType | int) -> None:
+        """VIDIOC_STREAMOFF: stop the queue; every queued buffer returns to userspace."""
+        self._stream(buf_type, _uapi.VIDIOC_STREAMOFF, "VIDIOC_STREAMOFF", "stop streaming")
+
+    def _stream(self, buf_type: V4l2BufType | int, request: int, name: str, verb: str) -> None:
+        buf_type = _check_type(buf_type)
+        arg = ctypes.c_int(buf_type)
+        self._ioctl(request, arg, name, f"{verb} on {_type_name(buf_type)} of {self.description}")
+
+    def dmabuf_queue(self, buf_type: V4l2BufType | int, count: int) -> DmabufQueue:
+        """A :class:`DmabufQueue` of ``count`` DMABUF slots on ``buf_type`` (REQBUFS now).
+
+        Use it as a context manager: leaving it stops streaming and frees the slots
+        (REQBUFS 0), also after a failed QBUF, so the device is reusable.
+        """
+        return DmabufQueue(self, buf_type, count)
+
+
+@dataclass(frozen=True)
+class V4l2BufferRequest:
+    """What VIDIOC_REQBUFS granted: the number of buffer slots and the queue's capabilities."""
+
+    count: int
+    capabilities: V4l2BufCap
+
+    @property
+    def supports_dmabuf(self) -> bool:
+        """The queue imports dma-bufs (V4L2_BUF_CAP_SUPPORTS_DMABUF)."""
+        return bool(self.capabilities & V4l2BufCap.SUPPORTS_DMABUF)
+
+
+@dataclass(frozen=True)
+class DmabufPlane:
+    """One memory plane handed to VIDIOC_QBUF: a borrowed dma-buf and the part of it to use.
+
+    Attributes:
+        buffer: the dma-buf; the caller keeps owning it.
+        length: bytes of the plane (``v4l2_plane.length`` / ``v4l2_buffer.length``); None means
+            the whole buffer. The kernel refuses a length below the format's sizeimage.
+        data_offset: where the plane's data starts in the buffer (multi-planar queues only).
+        bytesused: bytes of payload, for output queues: give the image size (the format's
+            sizeimage, plus ``data_offset``). 0 leaves it to the kernel, which takes the whole
+            ``length`` (deprecated; and vb2 refuses a payload above the format's sizeimage on a
+            slot's first QBUF, so 0 fails for buffers larger than the image).
+    """
+
+    buffer: Buffer
+    length: int | None = None
+    data_offset: int = 0
+    bytesused: int = 0
+
+    def resolved_length(self) -> int:
+        """``length``, or the buffer's size when it is None (checked to fit in 32 bits)."""
+        length = self.buffer.size if self.length is None else self.length
+        for label, value in (
+            ("length", length),
+            ("data_offset", self.data_offset),
+            ("bytesused", self.bytesused),
+        ):
+            _check_u32(f"plane {label}", value)
+        return length
+
+
+@dataclass(frozen=True)
+class V4l2Frame:
+    """A buffer taken back with VIDIOC_DQBUF.
+
+    Attributes:
+        index: its slot.
+        sequence: the driver's frame counter.
+        flags: V4L2_BUF_FLAG_* (ERROR set means the data may be corrupt).
+        field: the field order of the data.
+        timestamp: seconds (CLOCK_MONOTONIC for most drivers).
+        bytesused: bytes of payload per plane.
+    """
+
+    index: int
+    sequence: int
+    flags: V4l2BufFlag
+    field: int
+    timestamp: float
+    bytesused: tuple[int, ...]
+
+    @property
+    def error(self) -> bool:
+        """The driver flagged the data as possibly corrupt (V4L2_BUF_FLAG_ERROR)."""
+        return bool(self.flags & V4l2BufFlag.ERROR)
+
+
+class DmabufQueue:
+    """DMABUF slots on one queue of a :class:`V4l2Device`, released when the block ends.
+
+    Example:
+        >>> with V4l2Device(node) as dev:                                    # doctest: +SKIP
+        ...     dev.set_format(V4l2BufType.VIDEO_CAPTURE, "YUYV", 640, 480)
+        ...     with dev.dmabuf_queue(V4l2BufType.VIDEO_CAPTURE, 2) as q:
+        ...         for i, buf in enumerate(buffers):
+        ...             q.queue(i, [DmabufPlane(buf)])
+        ...         q.start()
+        ...         frame = q.dequeue(timeout=2)
+
+    Borrows the device (which must outlive it) and the queued buffers. ``release()`` (also on
+    leaving the ``with`` block) issues STREAMOFF when streaming and REQBUFS(0), so a failed QBUF
+    or DQBUF leaves the device ready for the next user.
+
+    Args:
+        device: the open device.
+        buf_type: the queue.
+        count: slots to request; the driver may grant another number (:attr:`count`).
+
+    Raises:
+        KernelError: REQBUFS failed (EINVAL: the queue does not import dma-bufs).
+    """
+
+    def __init__(self, device: V4l2Device, buf_type: V4l2BufType | int, count: int) -> None:
+        self.device = device
+        self.buf_type = _check_type(buf_type)
+        self._streaming = False
+        self._released = True
+        granted = device.request_buffers(self.buf_type, count, V4l2Memory.DMABUF)
+        self._released = False
+        self.count = granted.count
+        self.capabilities = granted.capabilities
+
+    @property
+    def streaming(self) -> bool:
+        """STREAMON was issued and not yet undone."""
+        return self._streaming
+
+    def queue(self, index: int, planes: Sequence[DmabufPlane]) -> None:
+        """QBUF dma-bufs into slot ``index`` (see :meth:`V4l2Device.queue_dmabuf`)."""
+        self._check_open()
+        self.device.queue_dmabuf(self.buf_type, index, planes)
+
+    def start(self) -> None:
+        """STREAMON."""
+        self._check_open()
+        self.device.stream_on(self.buf_type)
+        self._streaming = True
+
+    def dequeue(self, timeout: float = 5.0) -> V4l2Frame:
+        """Wait for and take back one finished buffer (see :meth:`V4l2Device.dequeue_buffer`)."""
+        self._check_open()
+        return self.device.dequeue_buffer(self.buf_type, timeout=timeout)
+
+    def stop(self) -> None:
+        """STREAMOFF (every queued buffer comes back); a no-op when not streaming."""
+        if self._streaming:
+            self._streaming = False
+            self.device.stream_off(self.buf_type)
+
+    def release(self) -> None:
+        """STREAMOFF if streaming, then REQBUFS(0): the kernel drops its dma-buf references.
+        Idempotent; a device that is already closed released everything itself."""
+        if self._released:
+            return
+        self._released = True
+        if self.device.closed:
+            self._streaming = False
+            return
+        try:
+            self.stop()
+        finally:
+            self.device.request_buffers(self.buf_type, 0, V4l2Memory.DMABUF)
+
+    def _check_open(self) -> None:
+        if self._released:
+            raise ClosedResourceError(
+                f"the DMABUF queue of {_type_name(self.buf_type)} on {self.device.description} "
+                "was released"
+            )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+@contextlib.contextmanager
+def _nonblocking(fd: int) -> Iterator[None]:
+    """Set O_NONBLOCK on ``fd``'s open file for the duration of the block."""
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    if flags & os.O_NONBLOCK:
+        yield
+        return
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    try:
+        yield
+    finally:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+
+
+def _check_u32(label: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 32:
+        raise UsageError(f"V4L2 {label} must be a 32-bit unsigned integer, not {value!r}")
 
 
 def _check_type(buf_type: V4l2BufType | int) -> V4l2BufType:
