@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
-# The main job: install devalloc and show what this machine offers for dma-bufs.
+# The main job: install devalloc, show what this machine offers for dma-bufs, then run the example
+# pipelines end to end (negotiate, explain, allocate, fill and read back; live devices if any).
+# With arguments, runs `devalloc ARGS...` instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec .venv/bin/devalloc "$@"
+if [ $# -gt 0 ]; then
+  exec .venv/bin/devalloc "$@"
+fi
+.venv/bin/devalloc info
+echo
+exec .venv/bin/devalloc examples examples

@@ -79,7 +79,7 @@ def register(sub: SubParsers) -> None:
     parser.set_defaults(func=_run)
 
 
-def _memory_text(plan: Plan) -> str:
+def memory_text(plan: Plan) -> str:
     memory = plan.memory
     parts = []
     if memory.contiguous:
@@ -96,7 +96,7 @@ def _memory_text(plan: Plan) -> str:
     return ", ".join(parts)
 
 
-def _print_plan(plan: Plan, explain: bool) -> None:
+def print_plan(plan: Plan, explain: bool) -> None:
     lay = plan.layout
     print(f"plan for {', '.join(plan.devices)} at {plan.width}x{plan.height}")
     print(f"  format    {plan.format.name} (fourcc {plan.format.fourcc_str})")
@@ -111,7 +111,7 @@ def _print_plan(plan: Plan, explain: bool) -> None:
             f"  plane {i}: offset {plane.offset:>10}  pitch {plane.pitch:>7}"
             f"  size {plane.size:>10}  buffer {plane.buffer}"
         )
-    print(f"  memory    {_memory_text(plan)}")
+    print(f"  memory    {memory_text(plan)}")
     print(f"  cache     {plan.cache.cpu_mapping} mapping, DMA_BUF_IOCTL_SYNC {plan.cache.sync}")
     print(f"  heap      {plan.heap_hint}")
     if explain:
@@ -120,7 +120,7 @@ def _print_plan(plan: Plan, explain: bool) -> None:
             print(f"  - {line}")
 
 
-def _print_failure(error: NegotiationError, devices: list[Constraints], size: str) -> None:
+def print_failure(error: NegotiationError, devices: list[Constraints], size: str) -> None:
     labels = sorted(d.label for d in devices)
     count = len(error.conflicts)
     print(f"no plan for {', '.join(labels)} at {size}: {count} conflict{'s' if count > 1 else ''}")
@@ -158,7 +158,7 @@ def _run(args: argparse.Namespace) -> int:
                 }
             )
         else:
-            _print_failure(exc, devices, f"{width}x{height}")
+            print_failure(exc, devices, f"{width}x{height}")
         count = len(exc.conflicts)
         print(
             f"devalloc: no plan: {count} conflict{'s' if count > 1 else ''}"
@@ -172,5 +172,5 @@ def _run(args: argparse.Namespace) -> int:
             data["explain"] = plan.explain()
         print_json(data)
     else:
-        _print_plan(plan, args.explain)
+        print_plan(plan, args.explain)
     return EXIT_OK

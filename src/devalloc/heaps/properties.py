@@ -68,6 +68,9 @@ class HeapProperties:
         device_importable: devices can import the buffers (False only for memfd).
         accessible: this process can open the heap.
         reason: why not, when ``accessible`` is False.
+        chunk: for a scattered heap, the largest physically contiguous chunk its allocator
+            tries first (best effort: under fragmentation it falls back to smaller pages), so a
+            buffer of exactly this size is usually contiguous; None when unknown.
     """
 
     kind: HeapKind
@@ -82,6 +85,7 @@ class HeapProperties:
     device_importable: bool = True
     accessible: bool = True
     reason: str = ""
+    chunk: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in HEAP_KINDS:
@@ -90,6 +94,7 @@ class HeapProperties:
             raise UsageError(f"heap {self.name!r}: cpu_cache must be one of {CPU_CACHES} or None")
         _check_optional_int(f"heap {self.name!r}: dma_bits", self.dma_bits, 1, _MAX_DMA_BITS)
         _check_optional_int(f"heap {self.name!r}: max_size", self.max_size, 1, 1 << 64)
+        _check_optional_int(f"heap {self.name!r}: chunk", self.chunk, 1, 1 << 64)
         if self.location is not None and (not isinstance(self.location, str) or not self.location):
             raise UsageError(f"heap {self.name!r}: location must be a non-empty string or None")
         if self.accessible and self.reason:
@@ -208,6 +213,11 @@ def unmet(props: HeapProperties, request: HeapRequest) -> list[str]:
     return reasons
 
 
+#: The system heap allocates with page orders 8, 4, 0 (drivers/dma-buf/heaps/system_heap.c,
+#: ``orders[]``), largest first: a 1 MiB buffer is one order-8 block unless memory is fragmented.
+SYSTEM_HEAP_CHUNK = 1 << 20
+
+
 def dma_heap_properties(
     name: str,
     *,
@@ -228,11 +238,29 @@ def dma_heap_properties(
     path = path or f"/dev/dma_heap/{name}"
     if name == "system":
         return HeapProperties(
-            "dma-heap", path, False, "cached", False, True, dma_bits, "system", None
+            "dma-heap",
+            path,
+            False,
+            "cached",
+            False,
+            True,
+            dma_bits,
+            "system",
+            None,
+            chunk=SYSTEM_HEAP_CHUNK,
         )
     if name == "system-uncached":
         return HeapProperties(
-            "dma-heap", path, False, "write-combined", False, True, dma_bits, "system", None
+            "dma-heap",
+            path,
+            False,
+            "write-combined",
+            False,
+            True,
+            dma_bits,
+            "system",
+            None,
+            chunk=SYSTEM_HEAP_CHUNK,
         )
     if name in CMA_HEAP_NAMES:
         return HeapProperties(

@@ -1,0 +1,559 @@
+"""The front door: devices' constraints -> a plan -> a heap chosen by properties -> buffers.
+
+Example:
+    >>> from devalloc.allocator import Allocator
+    >>> with Allocator(discover_devices=False) as alloc:               # doctest: +SKIP
+    ...     with alloc.allocate(1920, 1080, usages=["rkisp1:mainpath", "rk3399-vop:primary"],
+    ...                         count=4, allow_cpu_only=True) as frames:
+    ...         frames.plan.format.name, len(frames.buffers)
+    ('NV12', 4)
+
+What :meth:`Allocator.allocate` does:
+
+1. resolves every usage: an explicit :class:`~devalloc.constraints.Constraints`, a live device
+   found by discovery (``"vivid-000-vid-cap:capture"``), a bundled profile
+   (``"rk3399-vop:primary"``) or a device file (``"board/isp.toml:main"``); a usage may be
+   ``"device"`` (every usage of it) or ``"device:usage"``;
+2. negotiates them (:func:`devalloc.negotiate.negotiate`: a :class:`NegotiationError` carries
+   the conflicts and a copy-path proposal);
+3. turns the plan's memory rules into a :class:`HeapRequest` and lets the heap registry pick the
+   first heap whose *known* properties satisfy it (no heap is chosen by name);
+4. allocates ``count`` images (one dma-buf per image, or one per plane for per-plane layouts);
+5. with ``verify=True``, imports them into every live device (:func:`devalloc.devices.verify`).
+   A failure with a named cause (size, contiguity, modifier) becomes a learned constraint of
+   that device: the allocator re-negotiates with it, picks a heap again and retries, and keeps
+   what it learned for later calls. When no heap can serve what was learned, the
+   :class:`NoPlanError` says what is missing and what would fix it (e.g. a CMA region).
+
+On a machine with no device-importable heap (no /dev/dma_heap access, no udmabuf),
+``allow_cpu_only=True`` falls back to the CPU-only memfd heap so that a pipeline can still be
+planned, laid out and filled; :attr:`Allocation.notes` says that no device can import such
+buffers. Devices known only from profiles are never "verified": the allocation records that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+from .buffer import Buffer
+from .constraints import Constraints, CpuAccess, load_constraints
+from .devices.discover import DeviceInfo, Discovery, discover
+from .devices.verify import Verdict
+from .devices.verify import verify as verify_import
+from .errors import ClosedResourceError, NoPlanError, UsageError
+from .heaps.properties import HeapProperties, HeapRequest
+from .heaps.registry import HeapId, HeapRegistry, NoHeapError
+from .negotiate import Plan, negotiate
+
+__all__ = ["Allocation", "Allocator", "Attempt", "UsageSpec", "heap_request"]
+
+#: A usage: explicit constraints, "device", "device:usage" or (device, usage).
+UsageSpec = Constraints | str | tuple[str, str]
+
+#: Re-negotiations after learned constraints before giving up.
+MAX_ATTEMPTS = 4
+
+
+def heap_request(plan: Plan, *, device_importable: bool = True) -> HeapRequest:
+    """What ``plan`` needs of its heap.
+
+    Example:
+        >>> from devalloc.constraints import Constraints, MemoryRules
+        >>> from devalloc.formats import fourcc_code
+        >>> c = Constraints("npu", "input", ((fourcc_code("XR24"), 0),),
+        ...                 memory=MemoryRules(contiguous=True, dma_bits=32))
+        >>> heap_request(negotiate([c], 64, 64)).describe()
+        'contiguous, device-importable, below 2**32, in system memory, 16384 bytes'
+    """
+    memory = plan.memory
+    sizes = plan.layout.buffer_sizes or ((plan.layout.size,) if plan.layout.size else ())
+    return HeapRequest(
+        contiguous=memory.contiguous,
+        dma_bits=memory.dma_bits if memory.dma_bits < 64 else None,
+        protected=memory.protected,
+        location=None if memory.location == "any" else memory.location,
+        cpu_access=memory.cpu_access,
+        cpu_cache="write-combined" if plan.cache.cpu_mapping == "write-combined" else None,
+        device_importable=device_importable,
+        size=max(sizes) if sizes else None,
+    )
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One round of negotiate -> allocate -> verify that did not stick.
+
+    Attributes:
+        plan: what was negotiated.
+        heap: the chosen heap's name (diagnostics only).
+        verdicts: what the live devices said.
+        learned: "device:usage learned <kind>" lines.
+    """
+
+    plan: Plan
+    heap: str
+    verdicts: tuple[Verdict, ...]
+    learned: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """Plan summary, heap, verdicts and what was learned."""
+        return {
+            "format": self.plan.format.name,
+            "modifier": self.plan.modifier.name,
+            "heap": self.heap,
+            "verdicts": [v.to_json() for v in self.verdicts],
+            "learned": list(self.learned),
+        }
+
+
+@dataclass
+class Allocation:
+    """Buffers every named device can use, with the plan and how they were chosen.
+
+    Attributes:
+        plan: the negotiated plan (format, modifier, layout, memory, cache policy).
+        heap: the heap the buffers came from (opaque).
+        heap_properties: that heap's properties.
+        images: one tuple of Buffers per image (one Buffer, or one per plane).
+        verdicts: per live device, what verification found (empty without ``verify``).
+        unverified: labels of devices that were not verified (profiles, or ``verify=False``).
+        attempts: earlier rounds whose verification failed and taught a constraint.
+        notes: anything the caller must know (CPU-only fallback, learned constraints...).
+    """
+
+    plan: Plan
+    heap: HeapId
+    heap_properties: HeapProperties
+    images: tuple[tuple[Buffer, ...], ...]
+    verdicts: tuple[Verdict, ...] = ()
+    unverified: tuple[str, ...] = ()
+    attempts: tuple[Attempt, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def buffers(self) -> list[Buffer]:
+        """The first buffer of every image (every buffer for single-buffer layouts)."""
+        return [image[0] for image in self.images]
+
+    @property
+    def closed(self) -> bool:
+        """Every buffer is closed."""
+        return all(b.closed for image in self.images for b in image)
+
+    def close(self) -> None:
+        """Close every buffer (idempotent)."""
+        for image in self.images:
+            for buf in image:
+                buf.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan, the heap's properties, per-buffer fd info, verdicts, attempts and notes."""
+        buffers = []
+        for i, image in enumerate(self.images):
+            for j, buf in enumerate(image):
+                entry: dict[str, Any] = {"image": i, "buffer": j, "size": buf.size}
+                if not buf.closed and buf.is_dmabuf:
+                    info = buf.info()
+                    entry.update(inode=info.inode, exporter=info.exp_name, name=info.name)
+                buffers.append(entry)
+        return {
+            "plan": self.plan.to_json(),
+            "heap": self.heap_properties.to_json(),
+            "buffers": buffers,
+            "verdicts": [v.to_json() for v in self.verdicts],
+            "unverified": list(self.unverified),
+            "attempts": [a.to_json() for a in self.attempts],
+            "notes": list(self.notes),
+        }
+
+
+class Allocator:
+    """Discovers heaps and devices once, then negotiates and allocates for any set of usages.
+
+    Args:
+        registry: the heaps to choose from (default: :meth:`HeapRegistry.discover`); the
+            allocator closes it only if it created it.
+        discovery: live devices (default: :func:`devalloc.devices.discover` when
+            ``discover_devices``; none otherwise).
+        discover_devices: look for live DRM and V4L2 devices.
+        constraints: extra explicit constraints, addressable by their ``device`` name.
+        dev: the /dev directory for discovery.
+        sysfs: the /sys directory for discovery.
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: HeapRegistry | None = None,
+        discovery: Discovery | None = None,
+        discover_devices: bool = True,
+        constraints: Iterable[Constraints] = (),
+        dev: str = "/dev",
+        sysfs: str = "/sys",
+    ) -> None:
+        self._own_registry = registry is None
+        self._registry: HeapRegistry | None = (
+            registry if registry is not None else HeapRegistry.discover(dev, sysfs)
+        )
+        try:
+            if discovery is None:
+                discovery = discover(dev, sysfs) if discover_devices else Discovery()
+        except BaseException:
+            self.close()
+            raise
+        self.discovery = discovery
+        self._explicit: dict[str, list[Constraints]] = {}
+        for c in constraints:
+            self._explicit.setdefault(c.device, []).append(c)
+        #: What verification taught, by label; used by every later negotiation.
+        self.learned: dict[str, Constraints] = {}
+
+    @property
+    def registry(self) -> HeapRegistry:
+        """The heap registry."""
+        if self._registry is None:
+            raise ClosedResourceError("the allocator is closed")
+        return self._registry
+
+    @property
+    def closed(self) -> bool:
+        """The allocator was closed."""
+        return self._registry is None
+
+    def close(self) -> None:
+        """Close the heap registry if this allocator created it (idempotent)."""
+        registry, self._registry = self._registry, None
+        if registry is not None and self._own_registry:
+            registry.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- usages ---------------------------------------------------------------------------------
+
+    def _live(self, name: str) -> DeviceInfo | None:
+        for device in self.discovery.devices():
+            if name == device.name or name == getattr(device, "path", None):
+                return device
+        return None
+
+    def resolve(self, spec: UsageSpec) -> list[tuple[Constraints, DeviceInfo | None]]:
+        """The constraints a usage names, each with its live device (None for profiles/files).
+
+        Raises:
+            UsageError: an unknown device or usage, a bad file.
+        """
+        if isinstance(spec, Constraints):
+            return [(self.learned.get(spec.label, spec), None)]
+        if isinstance(spec, tuple):
+            if len(spec) != 2 or not all(isinstance(s, str) for s in spec):
+                raise UsageError(
+                    f"a usage is 'device', 'device:usage' or (device, usage): {spec!r}"
+                )
+            name, usage = spec
+            wanted: str | None = usage
+        elif isinstance(spec, str):
+            name, _, usage = spec.rpartition(":") if ":" in spec else (spec, "", "")
+            wanted = usage or None
+        else:
+            raise UsageError(f"a usage is 'device', 'device:usage' or (device, usage): {spec!r}")
+        found: list[tuple[Constraints, DeviceInfo | None]]
+        device = self._live(name)
+        if device is not None:
+            pairs: list[tuple[Constraints, DeviceInfo | None]] = [
+                (c, device) for c in device.usages
+            ]
+            found = [p for p in pairs if wanted is None or p[0].usage == wanted]
+            if not found:
+                usages = ", ".join(c.usage for c in device.usages) or "none"
+                raise UsageError(f"device {name} has no usage {wanted!r} (it has: {usages})")
+        elif name in self._explicit:
+            found = [(c, None) for c in self._explicit[name] if wanted in (None, c.usage)]
+            if not found:
+                usages = ", ".join(c.usage for c in self._explicit[name])
+                raise UsageError(f"device {name} has no usage {wanted!r} (it has: {usages})")
+        else:
+            target = name if wanted is None else f"{name}:{wanted}"
+            found = [(c, None) for c in load_constraints(target)]
+        return [(self.learned.get(c.label, c), d) for c, d in found]
+
+    def _resolve_all(
+        self, usages: Sequence[UsageSpec]
+    ) -> tuple[list[Constraints], dict[str, DeviceInfo]]:
+        if isinstance(usages, (str, Constraints)) or not usages:
+            raise UsageError("usages is a non-empty list of 'device[:usage]' or Constraints")
+        constraints: list[Constraints] = []
+        live: dict[str, DeviceInfo] = {}
+        for spec in usages:
+            for c, device in self.resolve(spec):
+                constraints.append(c)
+                if device is not None:
+                    live[c.label] = device
+        return constraints, live
+
+    # --- planning and allocation ------------------------------------------------------------------
+
+    def plan(
+        self,
+        width: int,
+        height: int,
+        *,
+        usages: Sequence[UsageSpec],
+        formats: Sequence[str | int] | None = None,
+        cpu_access: CpuAccess = "none",
+        prefer_uncached: bool = False,
+    ) -> Plan:
+        """Negotiate without allocating (raises NegotiationError when there is no plan)."""
+        constraints, _ = self._resolve_all(usages)
+        return negotiate(
+            constraints,
+            width,
+            height,
+            formats,
+            cpu_access=cpu_access,
+            prefer_uncached=prefer_uncached,
+        )
+
+    def _select(
+        self, plan: Plan, allow_cpu_only: bool, verify: bool
+    ) -> tuple[HeapId, int | None, list[str]]:
+        """The heap for ``plan``, the size to allocate each buffer at (None: the plan's), notes."""
+        request = heap_request(plan)
+        try:
+            return self.registry.select(request), None, []
+        except NoHeapError as exc:
+            chunked = self._chunk_heap(request) if verify else None
+            if chunked is not None:
+                heap, chunk = chunked
+                return (
+                    heap,
+                    chunk,
+                    [
+                        f"no contiguous heap here: each buffer is one {chunk}-byte block of the"
+                        f" {self.registry.properties(heap).name} heap, whose allocator takes"
+                        f" {chunk}-byte physically contiguous chunks first (best effort:"
+                        " verification checks it)"
+                    ],
+                )
+            if not allow_cpu_only or plan.memory.protected:
+                hint = ""
+                if not verify and self._chunk_heap(request) is not None:
+                    hint = (
+                        "; these buffers are small enough for one contiguous chunk of a"
+                        " scattered heap: allocate with verify=True (--verify) to try it"
+                    )
+                raise NoPlanError(
+                    f"{exc}; the plan for {', '.join(plan.devices)} needs {plan.heap_hint}"
+                    f"{_fix_hint(plan)}{hint}",
+                    exc.conflicts,
+                ) from exc
+        relaxed = dataclasses.replace(
+            request, contiguous=False, dma_bits=None, location=None, device_importable=False
+        )
+        heap = self.registry.select(relaxed)
+        note = (
+            f"no device-importable heap here serves {request.describe()}: the buffers come from"
+            f" the {self.registry.properties(heap).kind} heap (CPU only: no device can import"
+            " them; the plan's layout is kept, its memory rules are not met)"
+        )
+        return heap, None, [note]
+
+    def _chunk_heap(self, request: HeapRequest) -> tuple[HeapId, int] | None:
+        """A scattered heap whose first-choice chunk holds a whole buffer of ``request``."""
+        if not request.contiguous or request.size is None:
+            return None
+        loose = dataclasses.replace(request, contiguous=False)
+        for candidate in self.registry.candidates(loose):
+            chunk = candidate.properties.chunk
+            if candidate.ok and chunk is not None and request.size <= chunk:
+                return candidate.heap_id, chunk
+        return None
+
+    def _allocate_images(
+        self, plan: Plan, heap: HeapId, count: int, name: str | None, size: int | None = None
+    ) -> Any:
+        sizes = plan.layout.buffer_sizes or ((plan.layout.size,) if plan.layout.size else ())
+        if size is not None:
+            sizes = tuple(max(s, size) for s in sizes)
+        if not sizes:
+            raise UsageError(
+                f"the plan's {plan.format.name} layout with modifier {plan.modifier.name} is"
+                " vendor-private: its size is decided by the exporting device, which devalloc"
+                " cannot allocate from a heap"
+            )
+        with contextlib.ExitStack() as stack:
+            images: list[tuple[Buffer, ...]] = []
+            for i in range(count):
+                image = []
+                for j, size in enumerate(sizes):
+                    label = None if name is None else f"{name}{i}" + (f".{j}" if j else "")
+                    buf = stack.enter_context(self.registry.allocate(heap, size, name=label))
+                    image.append(buf)
+                images.append(tuple(image))
+            stack.pop_all()
+            return tuple(images)
+
+    def allocate(
+        self,
+        width: int,
+        height: int,
+        *,
+        usages: Sequence[UsageSpec],
+        formats: Sequence[str | int] | None = None,
+        count: int = 1,
+        cpu_access: CpuAccess = "none",
+        prefer_uncached: bool = False,
+        verify: bool = False,
+        frames: int = 1,
+        allow_cpu_only: bool = False,
+        name: str | None = None,
+    ) -> Allocation:
+        """Buffers that every usage can use (see the module doc for the steps).
+
+        Args:
+            width: image width in pixels.
+            height: image height in pixels.
+            usages: who will use the buffers ('device', 'device:usage', (device, usage) or
+                Constraints).
+            formats: the application's candidate formats, in its order of preference.
+            count: images to allocate.
+            cpu_access: the application's own CPU access.
+            prefer_uncached: prefer write-combined memory when the CPU only writes.
+            verify: import the buffers into every live device (and learn from failures).
+            frames: frames each live V4L2 device must deliver during verification.
+            allow_cpu_only: fall back to the CPU-only memfd heap when no device-importable heap
+                can serve the plan.
+            name: a dma-buf name prefix (``name0``, ``name1``...), shown by ``devalloc ps``.
+
+        Raises:
+            NegotiationError: no plan (conflicts, copy-path proposal).
+            NoPlanError: no heap serves the plan, or verification failed for a reason devalloc
+                cannot turn into a constraint.
+            UsageError: bad arguments.
+        """
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise UsageError(f"count must be a positive integer, not {count!r}")
+        constraints, live = self._resolve_all(usages)
+        attempts: list[Attempt] = []
+        notes: list[str] = []
+        for _ in range(MAX_ATTEMPTS):
+            plan = negotiate(
+                constraints,
+                width,
+                height,
+                formats,
+                cpu_access=cpu_access,
+                prefer_uncached=prefer_uncached,
+            )
+            try:
+                heap, chunk, heap_notes = self._select(plan, allow_cpu_only, verify)
+            except NoPlanError as exc:
+                if attempts:
+                    raise NoPlanError(_after_learning(str(exc), attempts), exc.conflicts) from exc
+                raise
+            props = self.registry.properties(heap)
+            images = self._allocate_images(plan, heap, count, name, chunk)
+            unverified = tuple(c.label for c in constraints if not verify or c.label not in live)
+            if not verify or not live or not props.device_importable:
+                if verify and live and not props.device_importable:
+                    heap_notes.append("not verified: CPU-only buffers cannot be imported")
+                    unverified = tuple(c.label for c in constraints)
+                return Allocation(
+                    plan,
+                    heap,
+                    props,
+                    images,
+                    (),
+                    unverified,
+                    tuple(attempts),
+                    tuple(notes + heap_notes),
+                )
+            targets = [(live[label], label.rpartition(":")[2]) for label in sorted(live)]
+            try:
+                verdicts = tuple(verify_import(plan, images, targets, frames=frames))
+            except BaseException:
+                _close(images)
+                raise
+            failed = [v for v in verdicts if not v.ok]
+            if not failed:
+                return Allocation(
+                    plan,
+                    heap,
+                    props,
+                    images,
+                    verdicts,
+                    unverified,
+                    tuple(attempts),
+                    tuple(notes + heap_notes),
+                )
+            _close(images)
+            learned = [v for v in failed if v.learned and v.constraints is not None]
+            if len(learned) != len(failed):
+                unnamed = [v for v in failed if not (v.learned and v.constraints is not None)]
+                raise NoPlanError(
+                    "verification failed: " + "; ".join(str(v) for v in unnamed),
+                    [v.to_json() for v in unnamed],
+                )
+            current = {c.label: c for c in constraints}
+            if all(current.get(v.label) == v.constraints for v in learned):
+                raise NoPlanError(
+                    "verification failed again with nothing new to learn: "
+                    + "; ".join(str(v) for v in learned)
+                    + "".join(f"; {n}" for n in heap_notes)
+                    + _fix_hint(plan),
+                    [v.to_json() for v in learned],
+                )
+            lines = []
+            for v in learned:
+                assert v.constraints is not None
+                self.learned[v.label] = v.constraints
+                constraints = [v.constraints if c.label == v.label else c for c in constraints]
+                lines.append(f"{v.label} learned {v.learned} ({v.message})")
+            attempts.append(Attempt(plan, props.name, verdicts, tuple(lines)))
+            notes.extend(lines)
+        raise NoPlanError(
+            f"verification still fails after {MAX_ATTEMPTS} attempts: "
+            + "; ".join(a for at in attempts for a in at.learned)
+        )
+
+
+def _close(images: Iterable[tuple[Buffer, ...]]) -> None:
+    for image in images:
+        for buf in image:
+            buf.close()
+
+
+def _fix_hint(plan: Plan) -> str:
+    memory = plan.memory
+    if memory.protected:
+        return "; fix: a protected dma-heap (e.g. a TEE-backed protected,* heap)"
+    if memory.contiguous:
+        return (
+            "; fix: a contiguous dma-heap: a CMA region (cma=SIZE on the kernel command line or a"
+            " reserved-memory node) with CONFIG_DMABUF_HEAPS_CMA, and access to its"
+            " /dev/dma_heap node"
+        )
+    if memory.dma_bits < 64:
+        return (
+            f"; fix: a heap known to stay below 2**{memory.dma_bits} (a CMA region placed low,"
+            " or a DMA32 heap)"
+        )
+    return "; fix: access to /dev/dma_heap/system or /dev/udmabuf"
+
+
+def _after_learning(message: str, attempts: Sequence[Attempt]) -> str:
+    learned = "; ".join(line for a in attempts for line in a.learned)
+    return f"after verification ({learned}): {message}"

@@ -1,0 +1,218 @@
+"""The front door on any machine: profiles and explicit constraints, heaps chosen by properties.
+
+The registry here is a real one over a directory with no heaps (memfd only) or the host's /dev,
+so the CPU-only fallback and the "no heap" explanations are exercised for real.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devalloc.allocator import Allocator, heap_request
+from devalloc.cli import main
+from devalloc.constraints import Constraints, MemoryRules
+from devalloc.devices.discover import Discovery
+from devalloc.errors import ClosedResourceError, NoPlanError, UsageError
+from devalloc.formats import LayoutRules, fourcc_code
+from devalloc.heaps.registry import HeapRegistry
+from devalloc.negotiate import NegotiationError, negotiate
+
+from .conftest import assert_fd_closed, open_fds
+
+NV12 = fourcc_code("NV12")
+XR24 = fourcc_code("XR24")
+
+
+@pytest.fixture
+def empty_dev(tmp_path: Path) -> Path:
+    """A /dev and /sys with nothing in them: only the memfd heap exists."""
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "sys").mkdir()
+    return tmp_path
+
+
+@pytest.fixture
+def alloc(empty_dev: Path) -> Iterator[Allocator]:
+    registry = HeapRegistry.discover(str(empty_dev / "dev"), str(empty_dev / "sys"))
+    camera = Constraints("camera", "capture", ((NV12, 0), (XR24, 0)), access="write")
+    display = Constraints(
+        "display",
+        "primary",
+        ((XR24, 0), (NV12, 0)),
+        LayoutRules(pitch_align=64),
+        memory=MemoryRules(dma_bits=32),
+        access="read",
+    )
+    allocator = Allocator(registry=registry, discovery=Discovery(), constraints=[camera, display])
+    yield allocator
+    allocator.close()
+    registry.close()
+
+
+def test_heap_request_follows_the_plan() -> None:
+    c = Constraints("npu", "in", ((XR24, 0),), memory=MemoryRules(contiguous=True, dma_bits=32))
+    request = heap_request(negotiate([c], 64, 64, cpu_access="w"))
+    assert request.contiguous
+    assert request.dma_bits == 32
+    assert request.cpu_access == "w"
+    assert request.size == 64 * 64 * 4
+    assert request.device_importable
+
+
+def test_no_importable_heap_is_explained(alloc: Allocator) -> None:
+    with pytest.raises(NoPlanError) as info:
+        alloc.allocate(640, 480, usages=["camera", "display"])
+    text = str(info.value)
+    assert "memfd is not importable by devices" in text
+    assert "camera:capture" in text
+    assert "display:primary" in text
+    assert "fix:" in text
+
+
+def test_cpu_only_fallback_keeps_the_layout(alloc: Allocator) -> None:
+    before = open_fds()
+    with alloc.allocate(
+        640, 480, usages=["camera", "display:primary"], count=3, cpu_access="w", allow_cpu_only=True
+    ) as result:
+        assert result.plan.format.name == "NV12"
+        assert result.heap_properties.kind == "memfd"
+        assert len(result.buffers) == 3
+        assert all(b.size >= result.plan.layout.size for b in result.buffers)  # type: ignore[operator]
+        assert any("CPU only" in note for note in result.notes)
+        assert set(result.unverified) == {"camera:capture", "display:primary"}
+        with result.buffers[0].cpu_access("w") as view:
+            view[:4] = b"\x01\x02\x03\x04"
+        data = json.loads(json.dumps(result.to_json()))
+        assert data["plan"]["format"] == "NV12"
+        assert len(data["buffers"]) == 3
+        fds = [b.fileno() for b in result.buffers]
+    assert result.closed
+    for fd in fds:
+        assert_fd_closed(fd)
+    assert open_fds() == before
+
+
+def test_protected_plan_never_falls_back_to_memfd(alloc: Allocator) -> None:
+    secure = Constraints("secure", "scanout", ((XR24, 0),), memory=MemoryRules(protected=True))
+    with pytest.raises(NoPlanError, match="protected"):
+        alloc.allocate(64, 64, usages=[secure], allow_cpu_only=True)
+
+
+def test_negotiation_failure_carries_conflicts(alloc: Allocator) -> None:
+    other = Constraints("scaler", "in", ((fourcc_code("YUYV"), 0),))
+    with pytest.raises(NegotiationError) as info:
+        alloc.allocate(64, 64, usages=["camera", other], allow_cpu_only=True)
+    assert [c.attribute for c in info.value.conflicts] == ["format"]
+
+
+def test_bundled_profiles_resolve(alloc: Allocator) -> None:
+    found = alloc.resolve("rk3399-vop:primary")
+    assert [(c.label, d) for c, d in found] == [("rk3399-vop:primary", None)]
+    plan = alloc.plan(1920, 1080, usages=["rkisp1:mainpath", "rk3399-vop:primary"])
+    assert plan.format.name == "NV12"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("camera:nope", "has no usage 'nope'"),
+        ("no-such-device-anywhere", "no-such-device-anywhere"),
+        (("camera",), "a usage is"),
+        (42, "a usage is"),
+    ],
+)
+def test_bad_usages(alloc: Allocator, spec: object, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        alloc.allocate(64, 64, usages=[spec], allow_cpu_only=True)  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("count", [0, -1, True, 1.5])
+def test_bad_count(alloc: Allocator, count: object) -> None:
+    before = open_fds()
+    with pytest.raises(UsageError, match="count"):
+        alloc.allocate(64, 64, usages=["camera"], count=count, allow_cpu_only=True)  # type: ignore[arg-type]
+    assert open_fds() == before
+
+
+def test_usages_must_be_a_list(alloc: Allocator) -> None:
+    with pytest.raises(UsageError, match="non-empty list"):
+        alloc.allocate(64, 64, usages="camera", allow_cpu_only=True)
+    with pytest.raises(UsageError, match="non-empty list"):
+        alloc.allocate(64, 64, usages=[], allow_cpu_only=True)
+
+
+def test_per_plane_layout_gives_one_buffer_per_plane(alloc: Allocator) -> None:
+    mplane = Constraints("m2m", "out", ((NV12, 0),), buffers="per-plane")
+    with alloc.allocate(64, 48, usages=[mplane], count=2, allow_cpu_only=True) as result:
+        assert [len(image) for image in result.images] == [2, 2]
+        assert [
+            b.size >= s
+            for b, s in zip(result.images[0], result.plan.layout.buffer_sizes, strict=True)
+        ] == [True, True]
+
+
+def test_vendor_private_layout_cannot_come_from_a_heap(alloc: Allocator) -> None:
+    sand = Constraints("hvs", "scanout", ((NV12, 0x0700000000000004),))
+    with pytest.raises(UsageError, match="vendor-private"):
+        alloc.allocate(64, 64, usages=[sand], allow_cpu_only=True)
+
+
+def test_closed_allocator(empty_dev: Path) -> None:
+    alloc = Allocator(
+        discovery=Discovery(), dev=str(empty_dev / "dev"), sysfs=str(empty_dev / "sys")
+    )
+    alloc.close()
+    alloc.close()
+    assert alloc.closed
+    with pytest.raises(ClosedResourceError):
+        alloc.allocate(64, 64, usages=["rk3399-vop:primary"], allow_cpu_only=True)
+
+
+def test_cli_alloc_cpu_only(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(
+        [
+            "alloc",
+            "-d",
+            "uvc-webcam",
+            "-d",
+            "rk3399-vop:primary",
+            "--size",
+            "320x240",
+            "--cpu-only",
+            "--count",
+            "2",
+            "--json",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert rc == 0
+    data = json.loads(out)
+    assert data["plan"]["format"] == "NV12"
+    assert len(data["buffers"]) == 2
+
+
+def test_cli_alloc_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["alloc", "-d", "uvc-webcam", "-d", "stm32mp1-ltdc", "--size", "64x64"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
+    assert main(["alloc", "-d", "uvc-webcam", "--size", "64"]) == 2
+    assert main(["alloc", "-d", "nope.toml", "--size", "64x64"]) == 2
+
+
+def test_cli_examples_main_job(capsys: pytest.CaptureFixture[str]) -> None:
+    root = Path(__file__).resolve().parents[1]
+    rc = main(["examples", str(root / "examples"), "--no-live", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert data["ok"]
+    results = {p["name"]: p["result"] for p in data["pipelines"]}
+    assert results["secure-decode-cpu-read"] == "conflict"
+    assert results["webcam-display-copy"] == "copy"
+    assert results["decode-display"] == "plan"
+    assert all(p["ok"] for p in data["pipelines"])
+    assert any("read back" in line for p in data["pipelines"] for line in p["lines"])
