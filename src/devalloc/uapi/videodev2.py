@@ -1,4 +1,4 @@
-"""linux/videodev2.h: the V4L2 subset for capability/format queries and DMABUF streaming.
+"""linux/videodev2.h: the V4L2 subset for formats, DMABUF streaming, codec commands and events.
 
 We write this subset by hand rather than depending on linuxpy because the core library must have
 no runtime dependencies, and this subset is verified against the system headers by
@@ -22,7 +22,9 @@ from typing import ClassVar
 
 from ._ioc import _IOR, _IOW, _IOWR
 
-C_HEADERS = ("linux/videodev2.h",)
+#: linux/v4l2-subdev.h (which includes v4l2-mediabus.h) declares the sub-device pad formats that a
+#: media-controller pipeline (vimc) needs before it streams.
+C_HEADERS = ("linux/videodev2.h", "linux/v4l2-subdev.h")
 
 VIDEO_MAX_PLANES = 8
 
@@ -926,6 +928,304 @@ class v4l2_exportbuffer(ctypes.Structure):
     )
 
 
+# --- controls, codec commands and events (mem-to-mem codecs) --------------------------------------
+
+#: The first control id of the user class (``V4L2_CTRL_CLASS_USER | 0x900``); drivers number their
+#: private controls from here (vim2m: ``V4L2_CID_USER_BASE + 0x1000`` is its transaction time).
+V4L2_CID_USER_BASE = 0x00980900
+
+
+class V4l2EncCmd(enum.IntEnum):
+    """V4L2_ENC_CMD_*: commands of VIDIOC_ENCODER_CMD (STOP drains the encoder)."""
+
+    START = 0
+    STOP = 1
+    PAUSE = 2
+    RESUME = 3
+
+
+class V4l2DecCmd(enum.IntEnum):
+    """V4L2_DEC_CMD_*: commands of VIDIOC_DECODER_CMD (STOP drains the decoder)."""
+
+    START = 0
+    STOP = 1
+    PAUSE = 2
+    RESUME = 3
+    FLUSH = 4
+
+
+class V4l2EventType(enum.IntEnum):
+    """V4L2_EVENT_*: event types for VIDIOC_SUBSCRIBE_EVENT / VIDIOC_DQEVENT."""
+
+    ALL = 0
+    VSYNC = 1
+    EOS = 2
+    CTRL = 3
+    FRAME_SYNC = 4
+    SOURCE_CHANGE = 5
+    MOTION_DET = 6
+
+
+#: ``v4l2_event_src_change.changes``: the stream's resolution (or format) changed.
+V4L2_EVENT_SRC_CH_RESOLUTION = 1 << 0
+
+
+class v4l2_control(ctypes.Structure):
+    """Argument of VIDIOC_G_CTRL and VIDIOC_S_CTRL: one control's id and value.
+
+    .. code-block:: c
+
+        struct v4l2_control {
+                __u32                id;
+                __s32                value;
+        };
+    """
+
+    _c_type_: ClassVar[str] = "struct v4l2_control"
+    _fields_ = (("id", ctypes.c_uint32), ("value", ctypes.c_int32))
+
+
+class _v4l2_encoder_cmd_raw(ctypes.Structure):
+    _fields_ = (("data", ctypes.c_uint32 * 8),)
+
+
+class _v4l2_encoder_cmd_u(ctypes.Union):
+    _fields_ = (("raw", _v4l2_encoder_cmd_raw),)
+
+
+class v4l2_encoder_cmd(ctypes.Structure):
+    """Argument of VIDIOC_ENCODER_CMD and VIDIOC_TRY_ENCODER_CMD (zero it before use).
+
+    .. code-block:: c
+
+        struct v4l2_encoder_cmd {
+                __u32 cmd;
+                __u32 flags;
+                union {
+                        struct {
+                                __u32 data[8];
+                        } raw;
+                };
+        };
+    """
+
+    _c_type_: ClassVar[str] = "struct v4l2_encoder_cmd"
+    _anonymous_ = ("_u",)
+    _fields_ = (("cmd", ctypes.c_uint32), ("flags", ctypes.c_uint32), ("_u", _v4l2_encoder_cmd_u))
+
+
+class _v4l2_decoder_cmd_stop(ctypes.Structure):
+    _fields_ = (("pts", ctypes.c_uint64),)
+
+
+class _v4l2_decoder_cmd_start(ctypes.Structure):
+    _fields_ = (("speed", ctypes.c_int32), ("format", ctypes.c_uint32))
+
+
+class _v4l2_decoder_cmd_raw(ctypes.Structure):
+    _fields_ = (("data", ctypes.c_uint32 * 16),)
+
+
+class _v4l2_decoder_cmd_u(ctypes.Union):
+    _fields_ = (
+        ("stop", _v4l2_decoder_cmd_stop),
+        ("start", _v4l2_decoder_cmd_start),
+        ("raw", _v4l2_decoder_cmd_raw),
+    )
+
+
+class v4l2_decoder_cmd(ctypes.Structure):
+    """Argument of VIDIOC_DECODER_CMD and VIDIOC_TRY_DECODER_CMD (zero it before use; 72 bytes:
+    the union holds a ``__u64``, so it starts at offset 8).
+
+    .. code-block:: c
+
+        struct v4l2_decoder_cmd {
+                __u32 cmd;
+                __u32 flags;
+                union {
+                        struct {
+                                __u64 pts;
+                        } stop;
+                        struct {
+                                __s32 speed;
+                                __u32 format;
+                        } start;
+                        struct {
+                                __u32 data[16];
+                        } raw;
+                };
+        };
+    """
+
+    _c_type_: ClassVar[str] = "struct v4l2_decoder_cmd"
+    _anonymous_ = ("_u",)
+    _fields_ = (("cmd", ctypes.c_uint32), ("flags", ctypes.c_uint32), ("_u", _v4l2_decoder_cmd_u))
+
+
+class v4l2_event_src_change(ctypes.Structure):
+    """Payload of V4L2_EVENT_SOURCE_CHANGE (``changes``: V4L2_EVENT_SRC_CH_*).
+
+    .. code-block:: c
+
+        struct v4l2_event_src_change {
+                __u32 changes;
+        };
+    """
+
+    _c_type_: ClassVar[str] = "struct v4l2_event_src_change"
+    _fields_ = (("changes", ctypes.c_uint32),)
+
+
+class _v4l2_event_u(ctypes.Union):
+    # The C union also has vsync, ctrl, frame_sync and motion_det; data[64] covers their size and
+    # ctrl's __s64 gives the union its 8-byte alignment, declared here by _align.
+    _fields_ = (
+        ("src_change", v4l2_event_src_change),
+        ("data", ctypes.c_uint8 * 64),
+        ("_align", ctypes.c_int64),
+    )
+
+
+class _timespec(ctypes.Structure):
+    # struct timespec of <time.h> (not a V4L2 type; its place is checked through v4l2_event).
+    _fields_ = (("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long))
+
+
+class v4l2_event(ctypes.Structure):
+    """Argument of VIDIOC_DQEVENT (136 bytes on 64-bit).
+
+    .. code-block:: c
+
+        struct v4l2_event {
+                __u32                           type;
+                union {
+                        struct v4l2_event_vsync         vsync;
+                        struct v4l2_event_ctrl          ctrl;
+                        struct v4l2_event_frame_sync    frame_sync;
+                        struct v4l2_event_src_change    src_change;
+                        struct v4l2_event_motion_det    motion_det;
+                        __u8                            data[64];
+                } u;
+                __u32                           pending;
+                __u32                           sequence;
+                struct timespec                 timestamp;
+                __u32                           id;
+                __u32                           reserved[8];
+        };
+    """
+
+    _c_type_: ClassVar[str] = "struct v4l2_event"
+    _fields_ = (
+        ("type", ctypes.c_uint32),
+        ("u", _v4l2_event_u),
+        ("pending", ctypes.c_uint32),
+        ("sequence", ctypes.c_uint32),
+        ("timestamp", _timespec),
+        ("id", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32 * 8),
+    )
+
+
+class v4l2_event_subscription(ctypes.Structure):
+    """Argument of VIDIOC_SUBSCRIBE_EVENT and VIDIOC_UNSUBSCRIBE_EVENT.
+
+    .. code-block:: c
+
+        struct v4l2_event_subscription {
+                __u32                           type;
+                __u32                           id;
+                __u32                           flags;
+                __u32                           reserved[5];
+        };
+    """
+
+    _c_type_: ClassVar[str] = "struct v4l2_event_subscription"
+    _fields_ = (
+        ("type", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32 * 5),
+    )
+
+
+class _v4l2_mbus_framefmt_enc(ctypes.Union):
+    _fields_ = (("ycbcr_enc", ctypes.c_uint16), ("hsv_enc", ctypes.c_uint16))
+
+
+# --- sub-device pad formats (linux/v4l2-subdev.h, linux/v4l2-mediabus.h) --------------------------
+
+#: ``enum v4l2_subdev_format_whence``: the format applied to the device (not a TRY format).
+V4L2_SUBDEV_FORMAT_ACTIVE = 1
+#: ``MEDIA_BUS_FMT_*`` codes (linux/media-bus-format.h) used with vimc's pipeline.
+MEDIA_BUS_FMT_RGB888_1X24 = 0x100A
+MEDIA_BUS_FMT_SBGGR8_1X8 = 0x3001
+MEDIA_BUS_FMT_SRGGB8_1X8 = 0x3014
+
+
+class v4l2_mbus_framefmt(ctypes.Structure):
+    """The format of one media-bus pad (48 bytes).
+
+    .. code-block:: c
+
+        struct v4l2_mbus_framefmt {
+                __u32                   width;
+                __u32                   height;
+                __u32                   code;
+                __u32                   field;
+                __u32                   colorspace;
+                union {
+                        __u16                   ycbcr_enc;
+                        __u16                   hsv_enc;
+                };
+                __u16                   quantization;
+                __u16                   xfer_func;
+                __u16                   flags;
+                __u16                   reserved[10];
+        };
+    """
+
+    _c_type_: ClassVar[str] = "struct v4l2_mbus_framefmt"
+    _anonymous_ = ("_enc",)
+    _fields_ = (
+        ("width", ctypes.c_uint32),
+        ("height", ctypes.c_uint32),
+        ("code", ctypes.c_uint32),
+        ("field", ctypes.c_uint32),
+        ("colorspace", ctypes.c_uint32),
+        ("_enc", _v4l2_mbus_framefmt_enc),
+        ("quantization", ctypes.c_uint16),
+        ("xfer_func", ctypes.c_uint16),
+        ("flags", ctypes.c_uint16),
+        ("reserved", ctypes.c_uint16 * 10),
+    )
+
+
+class v4l2_subdev_format(ctypes.Structure):
+    """Argument of VIDIOC_SUBDEV_G_FMT / VIDIOC_SUBDEV_S_FMT on a /dev/v4l-subdev* node.
+
+    Declared as in Linux 6.1; 6.3 turned ``reserved[0]`` into ``__u32 stream`` (0: the default
+    stream), with the same size.
+
+    .. code-block:: c
+
+        struct v4l2_subdev_format {
+                __u32 which;
+                __u32 pad;
+                struct v4l2_mbus_framefmt format;
+                __u32 reserved[8];
+        };
+    """
+
+    _c_type_: ClassVar[str] = "struct v4l2_subdev_format"
+    _fields_ = (
+        ("which", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+        ("format", v4l2_mbus_framefmt),
+        ("reserved", ctypes.c_uint32 * 8),
+    )
+
+
 # --- ioctl numbers -------------------------------------------------------------------------------
 
 _V = "V"
@@ -945,6 +1245,18 @@ VIDIOC_STREAMOFF = _IOW(_V, 19, ctypes.c_int)
 VIDIOC_TRY_FMT = _IOWR(_V, 64, v4l2_format)
 VIDIOC_ENUM_FRAMESIZES = _IOWR(_V, 74, v4l2_frmsizeenum)
 VIDIOC_CREATE_BUFS = _IOWR(_V, 92, v4l2_create_buffers)
+VIDIOC_G_CTRL = _IOWR(_V, 27, v4l2_control)
+VIDIOC_S_CTRL = _IOWR(_V, 28, v4l2_control)
+VIDIOC_ENCODER_CMD = _IOWR(_V, 77, v4l2_encoder_cmd)
+VIDIOC_TRY_ENCODER_CMD = _IOWR(_V, 78, v4l2_encoder_cmd)
+VIDIOC_DQEVENT = _IOR(_V, 89, v4l2_event)
+VIDIOC_SUBSCRIBE_EVENT = _IOW(_V, 90, v4l2_event_subscription)
+VIDIOC_UNSUBSCRIBE_EVENT = _IOW(_V, 91, v4l2_event_subscription)
+VIDIOC_DECODER_CMD = _IOWR(_V, 96, v4l2_decoder_cmd)
+VIDIOC_TRY_DECODER_CMD = _IOWR(_V, 97, v4l2_decoder_cmd)
+#: Sub-device node ioctls (same 'V' type, numbers shared with VIDIOC_G_FMT's neighbours).
+VIDIOC_SUBDEV_G_FMT = _IOWR(_V, 4, v4l2_subdev_format)
+VIDIOC_SUBDEV_S_FMT = _IOWR(_V, 5, v4l2_subdev_format)
 
 
 C_STRUCTS = (
@@ -966,6 +1278,14 @@ C_STRUCTS = (
     v4l2_timecode,
     v4l2_buffer,
     v4l2_exportbuffer,
+    v4l2_control,
+    v4l2_encoder_cmd,
+    v4l2_decoder_cmd,
+    v4l2_event_src_change,
+    v4l2_event,
+    v4l2_event_subscription,
+    v4l2_mbus_framefmt,
+    v4l2_subdev_format,
 )
 
 #: Newer than the Linux 6.1 headers: MAX_NUM_BUFFERS came with 6.8, REMOVE_BUFS with 6.10.
@@ -1022,4 +1342,24 @@ C_CONSTANTS: dict[str, int] = {
     "VIDIOC_STREAMON": VIDIOC_STREAMON,
     "VIDIOC_STREAMOFF": VIDIOC_STREAMOFF,
     "VIDIOC_ENUM_FRAMESIZES": VIDIOC_ENUM_FRAMESIZES,
+    "V4L2_CID_USER_BASE": V4L2_CID_USER_BASE,
+    **{f"V4L2_ENC_CMD_{m.name}": m for m in V4l2EncCmd},
+    **{f"V4L2_DEC_CMD_{m.name}": m for m in V4l2DecCmd},
+    **{f"V4L2_EVENT_{m.name}": m for m in V4l2EventType},
+    "V4L2_EVENT_SRC_CH_RESOLUTION": V4L2_EVENT_SRC_CH_RESOLUTION,
+    "VIDIOC_G_CTRL": VIDIOC_G_CTRL,
+    "VIDIOC_S_CTRL": VIDIOC_S_CTRL,
+    "VIDIOC_ENCODER_CMD": VIDIOC_ENCODER_CMD,
+    "VIDIOC_TRY_ENCODER_CMD": VIDIOC_TRY_ENCODER_CMD,
+    "VIDIOC_DQEVENT": VIDIOC_DQEVENT,
+    "VIDIOC_SUBSCRIBE_EVENT": VIDIOC_SUBSCRIBE_EVENT,
+    "VIDIOC_UNSUBSCRIBE_EVENT": VIDIOC_UNSUBSCRIBE_EVENT,
+    "VIDIOC_DECODER_CMD": VIDIOC_DECODER_CMD,
+    "VIDIOC_TRY_DECODER_CMD": VIDIOC_TRY_DECODER_CMD,
+    "V4L2_SUBDEV_FORMAT_ACTIVE": V4L2_SUBDEV_FORMAT_ACTIVE,
+    "MEDIA_BUS_FMT_RGB888_1X24": MEDIA_BUS_FMT_RGB888_1X24,
+    "MEDIA_BUS_FMT_SBGGR8_1X8": MEDIA_BUS_FMT_SBGGR8_1X8,
+    "MEDIA_BUS_FMT_SRGGB8_1X8": MEDIA_BUS_FMT_SRGGB8_1X8,
+    "VIDIOC_SUBDEV_G_FMT": VIDIOC_SUBDEV_G_FMT,
+    "VIDIOC_SUBDEV_S_FMT": VIDIOC_SUBDEV_S_FMT,
 }
