@@ -216,3 +216,8 @@ def test_cli_examples_main_job(capsys: pytest.CaptureFixture[str]) -> None:
     assert results["decode-display"] == "plan"
     assert all(p["ok"] for p in data["pipelines"])
     assert any("read back" in line for p in data["pipelines"] for line in p["lines"])
+
+
+def test_pool_needs_a_device_importable_heap(alloc: Allocator) -> None:
+    with pytest.raises(NoPlanError, match="memfd is not importable"):
+        alloc.pool(64, 64, usages=["camera"], count=2)

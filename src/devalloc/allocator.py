@@ -48,6 +48,7 @@ from .errors import ClosedResourceError, NoPlanError, UsageError
 from .heaps.properties import HeapProperties, HeapRequest
 from .heaps.registry import HeapId, HeapRegistry, NoHeapError
 from .negotiate import Plan, negotiate
+from .pool import BufferPool, ZeroPolicy
 
 __all__ = ["Allocation", "Allocator", "Attempt", "UsageSpec", "heap_request"]
 
@@ -405,6 +406,59 @@ class Allocator:
                 images.append(tuple(image))
             stack.pop_all()
             return tuple(images)
+
+    def pool(
+        self,
+        width: int,
+        height: int,
+        *,
+        usages: Sequence[UsageSpec],
+        count: int,
+        formats: Sequence[str | int] | None = None,
+        cpu_access: CpuAccess = "none",
+        prefer_uncached: bool = False,
+        grow: bool = False,
+        max_count: int | None = None,
+        zero_on_reuse: ZeroPolicy = "on-owner-change",
+    ) -> tuple[Plan, BufferPool]:
+        """A negotiated plan and a :class:`~devalloc.pool.BufferPool` of ``count`` buffers for it,
+        from the heap the plan's memory rules select (no verification, no CPU-only fallback).
+
+        Raises:
+            NegotiationError: no plan.
+            NoPlanError: no heap serves it.
+            UsageError: a per-plane (multi-buffer) or vendor-private layout, bad arguments.
+        """
+        plan = self.plan(
+            width,
+            height,
+            usages=usages,
+            formats=formats,
+            cpu_access=cpu_access,
+            prefer_uncached=prefer_uncached,
+        )
+        layout = plan.layout
+        if layout.size is None or len(layout.buffer_sizes) > 1:
+            raise UsageError(
+                f"a pool holds single-buffer images; the {plan.format.name} plan has "
+                + ("a vendor-private layout" if layout.size is None else "one buffer per plane")
+            )
+        heap, _, _ = self._select(plan, allow_cpu_only=False, verify=False)
+        registry = self.registry
+
+        def allocate(size: int) -> Buffer:
+            return registry.allocate(heap, size)
+
+        pool = BufferPool(
+            allocate,
+            layout.size,
+            count,
+            grow=grow,
+            max_count=max_count,
+            zero_on_reuse=zero_on_reuse,
+            name=f"{plan.format.name} {width}x{height}",
+        )
+        return plan, pool
 
     def allocate(
         self,

@@ -170,3 +170,14 @@ def test_small_frames_still_get_a_plan(alloc: Allocator, no_fd_leak: None) -> No
         640, 360, usages=[(cam, "capture")], formats=["YUYV"], count=2, verify=True, cpu_access="r"
     ) as result:
         assert all(v.ok for v in result.verdicts)
+
+
+def test_pool_of_negotiated_buffers(alloc: Allocator, no_fd_leak: None) -> None:
+    cam = _capture(alloc)
+    plan, pool = alloc.pool(640, 480, usages=[(cam, "capture"), "vgem"], formats=["YUYV"], count=3)
+    with pool:
+        assert plan.layout.size == 614400
+        with pool.acquire(owner="a") as first:
+            assert first.size >= 614400
+            assert first.info().exp_name == "system"
+        assert pool.stats().acquires == 1

@@ -357,3 +357,23 @@ def test_probe_runs() -> None:
         "pool_owner_change_ns",
     }
     assert probe.zero_cost(size=64 << 10, repeat=3)["zero_ns"] > 0
+
+
+def test_carveout_as_a_registry_heap() -> None:
+    """The registry lists a carveout by properties and allocates named buffers from it."""
+    from devalloc.heaps.carveout import CarveoutHeap
+    from devalloc.heaps.properties import HeapRequest
+    from devalloc.heaps.registry import HeapRegistry
+
+    with HeapRegistry.discover() as registry:
+        heap = registry.add(CarveoutHeap(Carveout(8 << 20, name="reg")))
+        props = registry.properties(heap)
+        assert (props.kind, props.contiguous, props.max_size) == ("carveout", False, 8 << 20)
+        ordered = [c.properties.kind for c in registry.candidates(HeapRequest())]
+        assert ordered.index("dma-heap") < ordered.index("carveout") < ordered.index("memfd")
+        with registry.allocate(heap, 64 << 10, name="carved") as buf:
+            assert buf.info().name == "carved"
+            assert buf.info().exp_name == "udmabuf"
+            fd = buf.fileno()
+        assert_fd_closed(fd)
+        assert registry.stats(heap).allocations == 1

@@ -96,6 +96,7 @@ from .._fd import FdResource, ioctl
 from ..buffer import Buffer
 from ..errors import ClosedResourceError, UsageError, error_from_errno, error_from_oserror
 from ..uapi import udmabuf as _uapi
+from .properties import HeapProperties
 from .udmabuf import UDMABUF_PATH, UdmabufDevice, size_limit_bytes
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -875,3 +876,54 @@ class Carveout:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{self._ranges.free_bytes} bytes free"
         return f"<Carveout {self._what()} {state}>"
+
+
+class CarveoutHeap:
+    """A :class:`Carveout` as a heap of the registry (``HeapRegistry.add(CarveoutHeap(c))``).
+
+    Example:
+        >>> registry.add(CarveoutHeap(Carveout(64 << 20, fallback=system)))  # doctest: +SKIP
+
+    Its properties come from :meth:`Carveout.properties_hint`: scattered (shmem) or
+    huge-page-contiguous chunks (hugetlb, ``chunk`` = 2 MiB), cached, system memory. A hugetlb
+    carveout whose buffers the kernel may map wrongly (``kernel_cpu_mapping_safe`` False) says so
+    in its ``name``, which every explanation shows, so nobody is offered it silently.
+    """
+
+    def __init__(self, carveout: Carveout) -> None:
+        self.carveout = carveout
+        hint = carveout.properties_hint()
+        label = f"carveout {carveout.name} ({hint['backing']})"
+        if not carveout.kernel_cpu_mapping_safe:
+            label += (
+                " [kernel CPU mappings unsafe: "
+                + (carveout.kernel_cpu_mapping_note or "see Carveout.kernel_cpu_mapping_note")[:80]
+                + "]"
+            )
+        chunk = hint["contiguous_chunk"]
+        self.properties = HeapProperties(
+            "carveout",
+            label,
+            contiguous=False,
+            cpu_cache="cached",
+            protected=False,
+            cpu_mappable=True,
+            location="system",
+            max_size=carveout.max_size,
+            chunk=chunk if isinstance(chunk, int) and chunk > 0 else None,
+        )
+
+    def allocate(self, size: int, *, name: str | None = None) -> Buffer:
+        """Carve ``size`` bytes (or fall back, as the carveout does); name the dma-buf."""
+        buf = self.carveout.allocate(size)
+        if name is not None:
+            try:
+                buf.set_name(name)
+            except BaseException:
+                buf.close()
+                raise
+        return buf
+
+    def close(self) -> None:
+        """Close the carveout (its region is freed once every carved buffer is closed)."""
+        self.carveout.close()
