@@ -24,6 +24,7 @@ import fcntl
 import os
 import warnings
 import weakref
+from collections.abc import Callable
 from typing import Any, Self
 
 from .errors import ClosedResourceError, error_from_oserror
@@ -135,7 +136,7 @@ def ioctl(
     arg: ctypes.Structure | ctypes.Union | ctypes.Array[Any] | ctypes._SimpleCData[Any] | int,
     *,
     name: str,
-    what: str,
+    what: str | Callable[[], str],
     path: str | None = None,
     retry: bool = False,
 ) -> int:
@@ -143,7 +144,8 @@ def ioctl(
 
     Args:
         name: the request's C name, for errors (``"DMA_BUF_IOCTL_SYNC"``).
-        what: what was asked of whom, for errors (``"allocate 4096 bytes from heap system"``).
+        what: what was asked of whom, for errors (``"allocate 4096 bytes from heap system"``);
+            a function returning it is called only on failure (for hot paths).
         path: the device involved, for errors.
         arg: a ctypes object (passed by pointer, updated in place), an int (passed by value) or
             a ``ctypes.c_void_p`` (a raw pointer value, e.g. to a string).
@@ -166,4 +168,5 @@ def ioctl(
             if retry and exc.errno in _RETRY_ERRNOS and attempts < _MAX_RETRIES:
                 attempts += 1
                 continue
-            raise error_from_oserror(exc, what, path=path, operation=name) from exc
+            text = what if isinstance(what, str) else what()
+            raise error_from_oserror(exc, text, path=path, operation=name) from exc

@@ -50,6 +50,12 @@ _SYNC_FLAGS: dict[str, _uapi.DmaBufSyncFlag] = {
     "w": _uapi.DmaBufSyncFlag.WRITE,
     "rw": _uapi.DmaBufSyncFlag.RW,
 }
+#: The DMA_BUF_IOCTL_SYNC arguments of each mode as plain ints (START, END), computed once:
+#: IntFlag arithmetic on every access costs more than the ioctl itself.
+_SYNC_ARGS: dict[str, tuple[int, int]] = {
+    mode: (int(_uapi.DMA_BUF_SYNC_START | flag), int(_uapi.DMA_BUF_SYNC_END | flag))
+    for mode, flag in _SYNC_FLAGS.items()
+}
 
 
 class SupportsFileno(Protocol):
@@ -276,14 +282,13 @@ class Buffer(FdResource):
 
     # -- CPU access ------------------------------------------------------------------------
 
-    def _sync(self, flags: _uapi.DmaBufSyncFlag) -> None:
-        arg = _uapi.dma_buf_sync(flags=int(flags))
+    def _sync(self, flags: int) -> None:
         ioctl(
             self.fileno(),
             _uapi.DMA_BUF_IOCTL_SYNC,
-            arg,
+            _uapi.dma_buf_sync(flags=flags),
             name="DMA_BUF_IOCTL_SYNC",
-            what=f"CPU access sync ({flags!r}) of {self.description}",
+            what=lambda: f"CPU access sync ({_uapi.DmaBufSyncFlag(flags)!r}) of {self.description}",
             retry=True,
         )
 
@@ -321,10 +326,10 @@ class Buffer(FdResource):
             raise UsageError(
                 f"{self.description} was opened read-only: cannot access it for {mode!r}"
             )
-        flags = _SYNC_FLAGS[mode]
+        start, end = _SYNC_ARGS[mode]
         mapping = self._mapping()
         if self.is_dmabuf:
-            self._sync(_uapi.DMA_BUF_SYNC_START | flags)
+            self._sync(start)
         # Views are made only after START succeeded, so a failed sync leaves none behind (an
         # exported view would stop close() from unmapping).
         view = memoryview(mapping)
@@ -335,7 +340,7 @@ class Buffer(FdResource):
             user_view.release()
             view.release()
             if self.is_dmabuf:
-                self._sync(_uapi.DMA_BUF_SYNC_END | flags)
+                self._sync(end)
 
     # -- layout ----------------------------------------------------------------------------
 

@@ -99,7 +99,7 @@ class DmaHeap(FdResource):
             _uapi.DMA_HEAP_IOCTL_ALLOC,
             data,
             name="DMA_HEAP_IOCTL_ALLOC",
-            what=f"allocate {length} bytes from dma-heap {self.name}",
+            what=lambda: f"allocate {length} bytes from dma-heap {self.name}",
             path=self.path,
         )
         props = self.properties
