@@ -1,14 +1,16 @@
 #!/bin/busybox sh
-# /init of the test VM's initramfs: load the modules, mount the host's root (9p, read-only) and the
-# writable output share (under /run), chroot into the host and run the command the host left in the output share.
+# /init of the test VM's initramfs: load the modules (the stock kernel's; the full kernel has none,
+# everything is built in), mount the host's root (9p, read-only) and the writable output share
+# (under /run), chroot into the host and run the command the host left in the output share.
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 
-# Module parameters come from the kernel command line as MODULE.PARAM=VALUE (as modprobe does).
-for ko in $(cat /modules.order); do
+# Module parameters come from the kernel command line as MODULE.PARAM=VALUE (as modprobe does);
+# built-in drivers read the same MODULE.PARAM=VALUE from the command line themselves.
+for ko in $(cat /modules.order 2>/dev/null); do
   mod=$(echo "${ko%.ko}" | tr - _)
   params=$(tr ' ' '\n' < /proc/cmdline | grep "^$mod\\." | sed "s/^$mod\\.//")
   insmod "/lib/modules/$ko" $params || echo "init: insmod $ko failed"

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # Boot the test VM and run a command inside it (default: the tests marked `kernel`).
 #
-# Usage: tests/vm/run.sh [--timeout SECONDS] [--append KERNEL_ARGS] [-- PYTEST_ARGS...]
+# Usage: tests/vm/run.sh [--kernel stock|full] [--timeout SECONDS] [--append KERNEL_ARGS]
+#                        [-- PYTEST_ARGS...]
+#
+# --kernel stock (the default) boots Debian's linux-image-6.12 with its modules in the initramfs;
+# --kernel full boots the project's full virtual-SoC kernel (CMA heap, vkms, vicodec, vim2m, vimc,
+# visl, ... all built in; see docs/vm.md).  The guest learns which from DEVALLOC_VM_KERNEL, and the
+# summary applies that kernel's skip rule.  --append adds kernel command-line arguments; module
+# parameters are written MODULE.PARAM=VALUE for both kernels (e.g. --append vivid.allocators=1).
 #
 # The guest chroots into this machine's root (shared read-only over 9p), so it runs this checkout
 # with this checkout's virtual environment.  The pytest report comes back through a writable share;
@@ -12,19 +19,25 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 timeout_s=900
 append=""
+kind=stock
 while [ $# -gt 0 ]; do
   case "$1" in
+    --kernel) kind=${2:-}; shift 2 || { echo "run.sh: --kernel needs stock or full" >&2; exit 2; } ;;
     --timeout) timeout_s=$2; shift 2 ;;
     --append) append="$append $2"; shift 2 ;;
     --) shift; break ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+case "$kind" in
+  stock | full) ;;
+  *) echo "run.sh: unknown kernel '$kind': use --kernel stock or --kernel full" >&2; exit 2 ;;
+esac
 
 python=${DEVALLOC_VM_PYTHON:-$repo/.venv/bin/python}
 [ -x "$python" ] || { echo "run.sh: $python not found: run scripts/test-all.sh (or create .venv) first" >&2; exit 2; }
 
-kdir=$("$here/setup.sh")
+kdir=$("$here/setup.sh" --kernel "$kind")
 kver=$(cat "$kdir/version")
 out=$(mktemp -d /tmp/devalloc-vm.XXXXXX)
 trap 'rm -rf "$out"' EXIT
@@ -33,13 +46,14 @@ pytest_args=("$@")
 [ ${#pytest_args[@]} -gt 0 ] || pytest_args=(-m kernel tests)
 {
   echo "cd '$repo' || exit 97"
-  echo "export HOME=/run/tmp TMPDIR=/run/tmp PYTHONDONTWRITEBYTECODE=1 DEVALLOC_IN_VM=1 PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+  echo "export HOME=/run/tmp TMPDIR=/run/tmp PYTHONDONTWRITEBYTECODE=1 DEVALLOC_IN_VM=1 DEVALLOC_VM_KERNEL=$kind PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
   printf "exec '%s' -m pytest -p no:cacheprovider --color=no --junitxml=/run/devalloc-out/report.xml" "$python"
   for a in "${pytest_args[@]}"; do printf " '%s'" "$a"; done
   echo
 } > "$out/guest-cmd.sh"
 
-echo "vm: booting Linux $kver under QEMU (TCG), timeout ${timeout_s}s"
+echo "vm: booting the $kind kernel, Linux $kver, under QEMU (TCG), timeout ${timeout_s}s"
+started=$SECONDS
 set +e
 timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 \
   -machine q35 -accel tcg -cpu max -m 2048 -smp 2 \
@@ -51,6 +65,7 @@ timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 \
   </dev/null 2>&1 | tee "$out/console.log"
 qemu_rc=${PIPESTATUS[0]}
 set -e
+echo "vm: $kind kernel: the VM ran $((SECONDS - started)) s"
 
 if [ ! -f "$out/rc" ]; then
   if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
@@ -65,6 +80,6 @@ if [ -n "${DEVALLOC_VM_REPORT:-}" ] && [ -f "$out/report.xml" ]; then
   cp "$out/report.xml" "$DEVALLOC_VM_REPORT"
 fi
 if [ -f "$out/report.xml" ]; then
-  "$python" "$here/summary.py" "$out/report.xml" "$kver" || rc=${rc/#0/1}
+  "$python" "$here/summary.py" --kernel "$kind" "$out/report.xml" "$kver" || rc=${rc/#0/1}
 fi
 exit "$rc"
