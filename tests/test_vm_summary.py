@@ -367,3 +367,14 @@ def test_v4l2_nodes_without_a_driver_link_are_found_by_name(tmp_path: pathlib.Pa
 def test_detection_rejects_an_unknown_name(tmp_path: pathlib.Path) -> None:
     with pytest.raises(KeyError):
         detect_capability("gpu", KernelRoots(str(tmp_path), str(tmp_path), str(tmp_path)))
+
+
+@pytest.mark.parametrize("kind", ["stock", "full"])
+def test_a_boot_option_skip_is_expected_on_both_kernels(tmp_path: pathlib.Path, kind: str) -> None:
+    reason = "boot option: vivid.allocators=1 is not set"
+    proc = _summary(_report(tmp_path, 3, 0, [reason]), "--kernel", kind)
+    assert proc.returncode == 0, proc.stdout
+    assert "needing a boot option: 1" in proc.stdout
+    # The prefix must lead: the same words elsewhere are an ordinary skip.
+    other = _summary(_report(tmp_path, 3, 0, [f"because {reason}"]), "--kernel", kind)
+    assert other.returncode == 1

@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import commands
-from .buffer import Buffer
 from .commands._common import (
     EXIT_FAILURE,
     EXIT_NO_PLAN,
@@ -44,9 +43,8 @@ from .formats import (
     parse_modifier,
     parse_size,
 )
-from .heaps.dmaheap import DmaHeap
-from .heaps.memfd import MemfdHeap
-from .heaps.udmabuf import Memfd, UdmabufDevice
+from .heaps.properties import HeapRequest
+from .heaps.registry import HeapRegistry, NoHeapError
 from .system import Node, Survey, survey
 
 __all__ = ["EXIT_FAILURE", "EXIT_NO_PLAN", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
@@ -55,32 +53,30 @@ _SELFTEST_BYTES = 1 << 20
 
 
 def _selftest(report: Survey) -> dict[str, Any]:
-    """Allocate 1 MiB from the backend the survey chose, write a pattern, read it back."""
+    """Allocate 1 MiB from the heap the registry selects by properties (a device-importable one
+    when there is one, else memfd), write a pattern, read it back."""
     pattern = bytes(range(256)) * (_SELFTEST_BYTES // 256)
-
-    def round_trip(buf: Buffer) -> bool:
-        with buf.cpu_access("w") as view:
-            view[:] = pattern
-        with buf.cpu_access("r") as view:
-            return view == pattern
-
-    if report.backend == "dma-heap":
-        node = next(h for h in report.dma_heaps if h.accessible)
-        with DmaHeap(node.path) as heap, heap.allocate(_SELFTEST_BYTES) as buf:
-            ok = round_trip(buf)
-            source = f"dma-heap {heap.name} (exporter {buf.info().exp_name})"
-    elif report.backend == "udmabuf":
-        with (
-            Memfd(_SELFTEST_BYTES) as mfd,
-            UdmabufDevice() as dev,
-            dev.create(mfd, 0, _SELFTEST_BYTES) as buf,
-        ):
-            ok = round_trip(buf)
-            source = "udmabuf"
-    else:
-        with MemfdHeap().allocate(_SELFTEST_BYTES) as buf:
-            ok = round_trip(buf)
-            source = "memfd (CPU only: devices cannot import it)"
+    with HeapRegistry.discover() as registry:
+        try:
+            heap = registry.select(HeapRequest(cpu_access="rw", size=_SELFTEST_BYTES))
+        except NoHeapError:
+            heap = registry.select(
+                HeapRequest(cpu_access="rw", size=_SELFTEST_BYTES, device_importable=False)
+            )
+        props = registry.properties(heap)
+        with registry.allocate(heap, _SELFTEST_BYTES) as buf:
+            with buf.cpu_access("w") as view:
+                view[:] = pattern
+            with buf.cpu_access("r") as view:
+                ok = view.tobytes() == pattern
+            if props.kind == "dma-heap":
+                name = os.path.basename(props.name)
+                source = f"dma-heap {name} (exporter {buf.info().exp_name})"
+            elif props.kind == "memfd":
+                source = "memfd (CPU only: devices cannot import it)"
+            else:
+                exporter = buf.info().exp_name if buf.is_dmabuf else "none"
+                source = f"{props.kind} {props.name} (exporter {exporter})"
     return {"bytes": _SELFTEST_BYTES, "source": source, "ok": ok}
 
 

@@ -265,10 +265,11 @@ def test_scan_without_debugfs_says_what_is_hidden(
 ) -> None:
     with system_heap.allocate(MIB) as buf:
         report = scan(debugfs=str(tmp_path))  # an empty directory: no bufinfo there
-        assert _ino(buf) in _mine(report)
+        inode = _ino(buf)
+        assert inode in _mine(report)
     if os.path.isdir(SYSFS_BUFFERS):  # CONFIG_DMABUF_SYSFS_STATS: the full list comes from sysfs
         assert report.kernel.source == "sysfs"
-        assert _buffer(report, _ino(buf)).kernel_listed
+        assert _buffer(report, inode).kernel_listed
     else:  # Debian's 6.12 has no dma-buf sysfs statistics
         assert report.kernel.source is None
         assert "no CONFIG_DMABUF_SYSFS_STATS" in report.kernel.reason

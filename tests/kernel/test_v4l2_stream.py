@@ -64,7 +64,8 @@ def _vivid_dma_contig() -> bool:
 #: udmabuf and vgem buffers are scattered: vb2-dma-contig refuses them (tests/kernel/test_verify.py
 #: checks that), so these captures need vivid's default vmalloc allocator.
 default_allocator = pytest.mark.skipif(
-    _vivid_dma_contig(), reason="vivid runs on vb2-dma-contig (vivid.allocators=1) in this VM"
+    _vivid_dma_contig(),
+    reason="boot option: needs vivid's default allocator; this VM has vivid.allocators=1",
 )
 
 

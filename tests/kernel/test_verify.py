@@ -83,12 +83,13 @@ def _vivid_dma_contig() -> bool:
 needs_dma_contig = pytest.mark.skipif(
     not _vivid_dma_contig(),
     reason=(
-        "needs vivid instance 0 on vb2-dma-contig: run the VM with --append "
+        "boot option: needs vivid instance 0 on vb2-dma-contig: run the VM with --append "
         f'"vivid.allocators=1" ({ALLOCATORS} does not start with 1)'
     ),
 )
 default_allocator = pytest.mark.skipif(
-    _vivid_dma_contig(), reason="vivid runs on vb2-dma-contig (vivid.allocators=1) in this VM"
+    _vivid_dma_contig(),
+    reason="boot option: needs vivid's default allocator; this VM has vivid.allocators=1",
 )
 
 

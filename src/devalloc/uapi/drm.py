@@ -1,8 +1,9 @@
 """drm/drm.h and drm/drm_mode.h: the DRM/KMS subset devalloc uses (caps, PRIME, dumb, planes).
 
 Covers the driver version and capability queries, PRIME import/export of GEM handles, dumb buffers,
-framebuffers (ADDFB2 with modifiers), plane/property/blob enumeration, atomic commits, and the
-IN_FORMATS blob layout with :func:`parse_in_formats` to decode it.
+framebuffers (ADDFB2 with modifiers), plane/property/blob enumeration, connectors, encoders and
+display modes, atomic commits, and the IN_FORMATS blob layout with :func:`parse_in_formats` to
+decode it.
 
 Example:
     >>> cap = drm_get_cap(capability=DRM_CAP_PRIME)
@@ -500,6 +501,219 @@ class _DrmPlaneType(enum.IntEnum):
     CURSOR = 2
 
 
+# --- drm_mode.h: modes, connectors, encoders -----------------------------------------------------
+
+#: Length of a display mode's name, including the terminating NUL.
+DRM_DISPLAY_MODE_LEN = 32
+
+
+class drm_mode_modeinfo(ctypes.Structure):
+    """A display mode: the timings of one video signal (GETCONNECTOR's mode list, a MODE_ID blob).
+
+    .. code-block:: c
+
+        struct drm_mode_modeinfo {
+                __u32 clock;
+                __u16 hdisplay;
+                __u16 hsync_start;
+                __u16 hsync_end;
+                __u16 htotal;
+                __u16 hskew;
+                __u16 vdisplay;
+                __u16 vsync_start;
+                __u16 vsync_end;
+                __u16 vtotal;
+                __u16 vscan;
+                __u32 vrefresh;
+                __u32 flags;
+                __u32 type;
+                char name[DRM_DISPLAY_MODE_LEN];
+        };
+    """
+
+    _c_type_: ClassVar[str] = "struct drm_mode_modeinfo"
+    _fields_ = (
+        ("clock", ctypes.c_uint32),
+        ("hdisplay", ctypes.c_uint16),
+        ("hsync_start", ctypes.c_uint16),
+        ("hsync_end", ctypes.c_uint16),
+        ("htotal", ctypes.c_uint16),
+        ("hskew", ctypes.c_uint16),
+        ("vdisplay", ctypes.c_uint16),
+        ("vsync_start", ctypes.c_uint16),
+        ("vsync_end", ctypes.c_uint16),
+        ("vtotal", ctypes.c_uint16),
+        ("vscan", ctypes.c_uint16),
+        ("vrefresh", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("type", ctypes.c_uint32),
+        ("name", ctypes.c_char * DRM_DISPLAY_MODE_LEN),
+    )
+
+
+class DrmModeType(enum.IntFlag):
+    """DRM_MODE_TYPE_*: ``drm_mode_modeinfo.type`` (the deprecated bits are left out)."""
+
+    NONE = 0
+    PREFERRED = 1 << 3
+    USERDEF = 1 << 5
+    DRIVER = 1 << 6
+
+
+DRM_MODE_TYPE_PREFERRED = DrmModeType.PREFERRED
+DRM_MODE_TYPE_USERDEF = DrmModeType.USERDEF
+DRM_MODE_TYPE_DRIVER = DrmModeType.DRIVER
+
+
+class DrmModeFlag(enum.IntFlag):
+    """DRM_MODE_FLAG_*: ``drm_mode_modeinfo.flags`` (sync polarity and scan; 3D and aspect-ratio
+    fields left out)."""
+
+    NONE = 0
+    PHSYNC = 1 << 0
+    NHSYNC = 1 << 1
+    PVSYNC = 1 << 2
+    NVSYNC = 1 << 3
+    INTERLACE = 1 << 4
+    DBLSCAN = 1 << 5
+
+
+DRM_MODE_FLAG_PHSYNC = DrmModeFlag.PHSYNC
+DRM_MODE_FLAG_NHSYNC = DrmModeFlag.NHSYNC
+DRM_MODE_FLAG_PVSYNC = DrmModeFlag.PVSYNC
+DRM_MODE_FLAG_NVSYNC = DrmModeFlag.NVSYNC
+DRM_MODE_FLAG_INTERLACE = DrmModeFlag.INTERLACE
+DRM_MODE_FLAG_DBLSCAN = DrmModeFlag.DBLSCAN
+
+
+class drm_mode_get_connector(ctypes.Structure):
+    """Argument of DRM_IOCTL_MODE_GETCONNECTOR; the ``*_ptr`` fields are user pointers as __u64.
+
+    Ask with zero counts for the numbers (``count_modes`` 0 force-probes the connector when the
+    caller is DRM master), then again with arrays of that capacity.
+
+    .. code-block:: c
+
+        struct drm_mode_get_connector {
+                __u64 encoders_ptr;
+                __u64 modes_ptr;
+                __u64 props_ptr;
+                __u64 prop_values_ptr;
+                __u32 count_modes;
+                __u32 count_props;
+                __u32 count_encoders;
+                __u32 encoder_id;
+                __u32 connector_id;
+                __u32 connector_type;
+                __u32 connector_type_id;
+                __u32 connection;
+                __u32 mm_width;
+                __u32 mm_height;
+                __u32 subpixel;
+                __u32 pad;
+        };
+    """
+
+    _c_type_: ClassVar[str] = "struct drm_mode_get_connector"
+    _fields_ = (
+        ("encoders_ptr", ctypes.c_uint64),
+        ("modes_ptr", ctypes.c_uint64),
+        ("props_ptr", ctypes.c_uint64),
+        ("prop_values_ptr", ctypes.c_uint64),
+        ("count_modes", ctypes.c_uint32),
+        ("count_props", ctypes.c_uint32),
+        ("count_encoders", ctypes.c_uint32),
+        ("encoder_id", ctypes.c_uint32),
+        ("connector_id", ctypes.c_uint32),
+        ("connector_type", ctypes.c_uint32),
+        ("connector_type_id", ctypes.c_uint32),
+        ("connection", ctypes.c_uint32),
+        ("mm_width", ctypes.c_uint32),
+        ("mm_height", ctypes.c_uint32),
+        ("subpixel", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+    )
+
+
+class DrmModeConnector(enum.IntEnum):
+    """DRM_MODE_CONNECTOR_*: ``drm_mode_get_connector.connector_type``."""
+
+    UNKNOWN = 0
+    VGA = 1
+    DVII = 2
+    DVID = 3
+    DVIA = 4
+    COMPOSITE = 5
+    SVIDEO = 6
+    LVDS = 7
+    COMPONENT = 8
+    PIN_DIN_9 = 9
+    DISPLAYPORT = 10
+    HDMIA = 11
+    HDMIB = 12
+    TV = 13
+    EDP = 14
+    VIRTUAL = 15
+    DSI = 16
+    DPI = 17
+    WRITEBACK = 18
+    SPI = 19
+    USB = 20
+
+
+#: The C names of the connector types (their case is not uniform: ``DRM_MODE_CONNECTOR_eDP``).
+_CONNECTOR_C_NAMES: dict[DrmModeConnector, str] = {
+    DrmModeConnector.UNKNOWN: "Unknown",
+    DrmModeConnector.VGA: "VGA",
+    DrmModeConnector.DVII: "DVII",
+    DrmModeConnector.DVID: "DVID",
+    DrmModeConnector.DVIA: "DVIA",
+    DrmModeConnector.COMPOSITE: "Composite",
+    DrmModeConnector.SVIDEO: "SVIDEO",
+    DrmModeConnector.LVDS: "LVDS",
+    DrmModeConnector.COMPONENT: "Component",
+    DrmModeConnector.PIN_DIN_9: "9PinDIN",
+    DrmModeConnector.DISPLAYPORT: "DisplayPort",
+    DrmModeConnector.HDMIA: "HDMIA",
+    DrmModeConnector.HDMIB: "HDMIB",
+    DrmModeConnector.TV: "TV",
+    DrmModeConnector.EDP: "eDP",
+    DrmModeConnector.VIRTUAL: "VIRTUAL",
+    DrmModeConnector.DSI: "DSI",
+    DrmModeConnector.DPI: "DPI",
+    DrmModeConnector.WRITEBACK: "WRITEBACK",
+    DrmModeConnector.SPI: "SPI",
+    DrmModeConnector.USB: "USB",
+}
+
+DRM_MODE_CONNECTOR_VIRTUAL = DrmModeConnector.VIRTUAL
+DRM_MODE_CONNECTOR_WRITEBACK = DrmModeConnector.WRITEBACK
+
+
+class drm_mode_get_encoder(ctypes.Structure):
+    """Argument of DRM_IOCTL_MODE_GETENCODER: ``possible_crtcs`` is a bitmask of CRTC indices.
+
+    .. code-block:: c
+
+        struct drm_mode_get_encoder {
+                __u32 encoder_id;
+                __u32 encoder_type;
+                __u32 crtc_id;
+                __u32 possible_crtcs;
+                __u32 possible_clones;
+        };
+    """
+
+    _c_type_: ClassVar[str] = "struct drm_mode_get_encoder"
+    _fields_ = (
+        ("encoder_id", ctypes.c_uint32),
+        ("encoder_type", ctypes.c_uint32),
+        ("crtc_id", ctypes.c_uint32),
+        ("possible_crtcs", ctypes.c_uint32),
+        ("possible_clones", ctypes.c_uint32),
+    )
+
+
 # --- drm_mode.h: dumb buffers --------------------------------------------------------------------
 
 
@@ -817,6 +1031,8 @@ DRM_IOCTL_SET_CLIENT_CAP = _IOW(DRM_IOCTL_BASE, 0x0D, drm_set_client_cap)
 DRM_IOCTL_PRIME_HANDLE_TO_FD = _IOWR(DRM_IOCTL_BASE, 0x2D, drm_prime_handle)
 DRM_IOCTL_PRIME_FD_TO_HANDLE = _IOWR(DRM_IOCTL_BASE, 0x2E, drm_prime_handle)
 DRM_IOCTL_MODE_GETRESOURCES = _IOWR(DRM_IOCTL_BASE, 0xA0, drm_mode_card_res)
+DRM_IOCTL_MODE_GETENCODER = _IOWR(DRM_IOCTL_BASE, 0xA6, drm_mode_get_encoder)
+DRM_IOCTL_MODE_GETCONNECTOR = _IOWR(DRM_IOCTL_BASE, 0xA7, drm_mode_get_connector)
 DRM_IOCTL_MODE_GETPROPERTY = _IOWR(DRM_IOCTL_BASE, 0xAA, drm_mode_get_property)
 DRM_IOCTL_MODE_GETPROPBLOB = _IOWR(DRM_IOCTL_BASE, 0xAC, drm_mode_get_blob)
 #: The argument is the framebuffer id as a C ``unsigned int``.
@@ -848,6 +1064,9 @@ C_STRUCTS = (
     drm_mode_get_blob,
     drm_mode_create_blob,
     drm_mode_destroy_blob,
+    drm_mode_modeinfo,
+    drm_mode_get_connector,
+    drm_mode_get_encoder,
     drm_mode_create_dumb,
     drm_mode_map_dumb,
     drm_mode_destroy_dumb,
@@ -882,6 +1101,10 @@ C_CONSTANTS: dict[str, int] = {
     "DRM_MODE_PROP_OBJECT": DRM_MODE_PROP_OBJECT,
     "DRM_MODE_PROP_SIGNED_RANGE": DRM_MODE_PROP_SIGNED_RANGE,
     "DRM_MODE_PROP_ATOMIC": DRM_MODE_PROP_ATOMIC,
+    "DRM_DISPLAY_MODE_LEN": DRM_DISPLAY_MODE_LEN,
+    **{f"DRM_MODE_TYPE_{m.name}": m for m in DrmModeType if m.name != "NONE"},
+    **{f"DRM_MODE_FLAG_{m.name}": m for m in DrmModeFlag if m.name != "NONE"},
+    **{f"DRM_MODE_CONNECTOR_{name}": m for m, name in _CONNECTOR_C_NAMES.items()},
     "DRM_MODE_FB_INTERLACED": DRM_MODE_FB_INTERLACED,
     "DRM_MODE_FB_MODIFIERS": DRM_MODE_FB_MODIFIERS,
     "DRM_MODE_PAGE_FLIP_EVENT": DRM_MODE_PAGE_FLIP_EVENT,
@@ -901,6 +1124,8 @@ C_CONSTANTS: dict[str, int] = {
     "DRM_IOCTL_PRIME_HANDLE_TO_FD": DRM_IOCTL_PRIME_HANDLE_TO_FD,
     "DRM_IOCTL_PRIME_FD_TO_HANDLE": DRM_IOCTL_PRIME_FD_TO_HANDLE,
     "DRM_IOCTL_MODE_GETRESOURCES": DRM_IOCTL_MODE_GETRESOURCES,
+    "DRM_IOCTL_MODE_GETENCODER": DRM_IOCTL_MODE_GETENCODER,
+    "DRM_IOCTL_MODE_GETCONNECTOR": DRM_IOCTL_MODE_GETCONNECTOR,
     "DRM_IOCTL_MODE_GETPROPERTY": DRM_IOCTL_MODE_GETPROPERTY,
     "DRM_IOCTL_MODE_GETPROPBLOB": DRM_IOCTL_MODE_GETPROPBLOB,
     "DRM_IOCTL_MODE_RMFB": DRM_IOCTL_MODE_RMFB,
