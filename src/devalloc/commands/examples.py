@@ -207,9 +207,14 @@ def run_live(alloc: Allocator) -> Outcome | None:
     if capture is None:
         return None
     usages: list[str | tuple[str, str]] = [(capture.name, "capture")]
-    usages += [d.name for d in importers]
+    for device in importers:  # what a display or GPU does with a camera frame: import or show it
+        names = [c.usage for c in device.usages]
+        usage = next((u for u in ("import", "primary") if u in names), None)
+        if usage is not None:
+            usages.append((device.name, usage))
     out = Outcome("live", "plan")
-    out.say(f"live devices: {', '.join(str(u) for u in usages)} at {LIVE_SIZE[0]}x{LIVE_SIZE[1]}")
+    labels = ", ".join(u if isinstance(u, str) else ":".join(u) for u in usages)
+    out.say(f"live devices: {labels} at {LIVE_SIZE[0]}x{LIVE_SIZE[1]}")
     try:
         with alloc.allocate(
             *LIVE_SIZE,
