@@ -260,6 +260,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"devalloc: {exc}", file=sys.stderr)
         return EXIT_NO_PLAN
+    except BrokenPipeError:  # the reader went away (devalloc ... | head): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except (DevallocError, OSError) as exc:
         if debug:
             traceback.print_exc()
