@@ -477,3 +477,15 @@ def check_name(name: str) -> None:
     limit = _uapi.DMA_BUF_NAME_LEN - 1
     if len(raw) > limit or b"\0" in raw:
         raise UsageError(f"dma-buf name {name!r} must be at most {limit} bytes without NUL")
+
+
+def named(buf: Buffer, name: str | None) -> Buffer:
+    """``buf`` with its dma-buf name set (DMA_BUF_SET_NAME_B) when ``name`` is given; a failure
+    closes ``buf`` (the caller never holds a half-made buffer) and raises."""
+    if name is not None:
+        try:
+            buf.set_name(name)
+        except BaseException:
+            buf.close()
+            raise
+    return buf

@@ -17,7 +17,6 @@ import os
 import pathlib
 import re
 from dataclasses import dataclass
-from typing import ClassVar
 
 import pytest
 
@@ -25,7 +24,6 @@ from devalloc._fd import ioctl
 from devalloc.drm import DrmDevice
 from devalloc.heaps.dmaheap import DmaHeap
 from devalloc.uapi import drm as uapi_drm
-from devalloc.uapi._ioc import _IOWR
 from devalloc.uapi.videodev2 import V4l2BufType, V4l2Cap
 from devalloc.v4l2 import V4l2Caps, V4l2Device, v4l2_node_name
 
@@ -37,59 +35,8 @@ FRAGMENT = pathlib.Path(__file__).parents[1] / "vm" / "full-kernel.config"
 #: 6.12 names the default CMA area's heap "reserved" (a device-tree area would be "linux,cma").
 CMA_HEAP = "/dev/dma_heap/reserved"
 
-# drm_mode.h: connector types (DRM_MODE_CONNECTOR_*).
-DRM_MODE_CONNECTOR_VIRTUAL = 15
-DRM_MODE_CONNECTOR_WRITEBACK = 18
-
-
-class drm_mode_get_connector(ctypes.Structure):  # noqa: N801 - the C name
-    """Argument of DRM_IOCTL_MODE_GETCONNECTOR (not in devalloc's uapi yet; 80 bytes, checked
-    against libdrm's drm_mode.h by hand: connector_type at 52, connection at 60).
-
-    .. code-block:: c
-
-        struct drm_mode_get_connector {
-                __u64 encoders_ptr;
-                __u64 modes_ptr;
-                __u64 props_ptr;
-                __u64 prop_values_ptr;
-                __u32 count_modes;
-                __u32 count_props;
-                __u32 count_encoders;
-                __u32 encoder_id;
-                __u32 connector_id;
-                __u32 connector_type;
-                __u32 connector_type_id;
-                __u32 connection;
-                __u32 mm_width;
-                __u32 mm_height;
-                __u32 subpixel;
-                __u32 pad;
-        };
-    """
-
-    _c_type_: ClassVar[str] = "struct drm_mode_get_connector"
-    _fields_ = (
-        ("encoders_ptr", ctypes.c_uint64),
-        ("modes_ptr", ctypes.c_uint64),
-        ("props_ptr", ctypes.c_uint64),
-        ("prop_values_ptr", ctypes.c_uint64),
-        ("count_modes", ctypes.c_uint32),
-        ("count_props", ctypes.c_uint32),
-        ("count_encoders", ctypes.c_uint32),
-        ("encoder_id", ctypes.c_uint32),
-        ("connector_id", ctypes.c_uint32),
-        ("connector_type", ctypes.c_uint32),
-        ("connector_type_id", ctypes.c_uint32),
-        ("connection", ctypes.c_uint32),
-        ("mm_width", ctypes.c_uint32),
-        ("mm_height", ctypes.c_uint32),
-        ("subpixel", ctypes.c_uint32),
-        ("pad", ctypes.c_uint32),
-    )
-
-
-DRM_IOCTL_MODE_GETCONNECTOR = _IOWR(uapi_drm.DRM_IOCTL_BASE, 0xA7, drm_mode_get_connector)
+DRM_MODE_CONNECTOR_VIRTUAL = uapi_drm.DrmModeConnector.VIRTUAL
+DRM_MODE_CONNECTOR_WRITEBACK = uapi_drm.DrmModeConnector.WRITEBACK
 
 
 @dataclass(frozen=True)
@@ -127,10 +74,10 @@ def _resources(dev: DrmDevice) -> CardResources:
 
 
 def _connector_type(dev: DrmDevice, connector_id: int) -> int:
-    conn = drm_mode_get_connector(connector_id=connector_id)
+    conn = uapi_drm.drm_mode_get_connector(connector_id=connector_id)
     ioctl(
         dev.fileno(),
-        DRM_IOCTL_MODE_GETCONNECTOR,
+        uapi_drm.DRM_IOCTL_MODE_GETCONNECTOR,
         conn,
         name="DRM_IOCTL_MODE_GETCONNECTOR",
         what=f"query connector {connector_id} of {dev.description}",

@@ -93,7 +93,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from .._fd import FdResource, ioctl
-from ..buffer import Buffer
+from ..buffer import Buffer, named
 from ..errors import ClosedResourceError, UsageError, error_from_errno, error_from_oserror
 from ..uapi import udmabuf as _uapi
 from .properties import HeapProperties
@@ -916,13 +916,7 @@ class CarveoutHeap:
     def allocate(self, size: int, *, name: str | None = None) -> Buffer:
         """Carve ``size`` bytes (or fall back, as the carveout does); name the dma-buf."""
         buf = self.carveout.allocate(size)
-        if name is not None:
-            try:
-                buf.set_name(name)
-            except BaseException:
-                buf.close()
-                raise
-        return buf
+        return named(buf, name)
 
     def close(self) -> None:
         """Close the carveout (its region is freed once every carved buffer is closed)."""

@@ -21,7 +21,7 @@ import errno
 import os
 from contextlib import ExitStack
 
-from ..buffer import Buffer, check_name
+from ..buffer import Buffer, check_name, named
 from ..drm import DrmDevice
 from ..errors import KernelError, UsageError, error_from_errno
 from ..uapi import drm as _uapi_drm
@@ -125,13 +125,7 @@ class DeviceHeap:
         with self.device.create_dumb(_WIDTH, rows, _BPP) as dumb:
             buf = self.device.export(dumb)
         # The GEM handle is closed (GEM_CLOSE) now: the dma-buf alone keeps the object.
-        if name is not None:
-            try:
-                buf.set_name(name)
-            except BaseException:
-                buf.close()
-                raise
-        return buf
+        return named(buf, name)
 
     def close(self) -> None:
         """Close the DRM node. Idempotent; buffers already exported stay valid."""

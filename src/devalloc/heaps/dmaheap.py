@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 
 from .._fd import FdResource, ioctl, open_fd
-from ..buffer import Buffer, check_name
+from ..buffer import Buffer, check_name, named
 from ..errors import UsageError
 from ..uapi import dma_heap as _uapi
 from .properties import HeapProperties, dma_heap_properties
@@ -135,13 +135,7 @@ class DmaHeapBackend:
         if name is not None:
             check_name(name)
         buf = self.heap.allocate(size)
-        if name is not None:
-            try:
-                buf.set_name(name)
-            except BaseException:
-                buf.close()
-                raise
-        return buf
+        return named(buf, name)
 
     def close(self) -> None:
         """Close the heap node. Idempotent."""

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from .._fd import FdResource, ioctl, open_fd
-from ..buffer import Buffer, check_name
+from ..buffer import Buffer, check_name, named
 from ..errors import UsageError, error_from_oserror
 from ..uapi import udmabuf as _uapi
 from .properties import HeapProperties
@@ -231,13 +231,7 @@ class UdmabufHeap:
         self.device.fileno()
         with Memfd(length, name=name or "devalloc-udmabuf") as mfd:
             buf = self.device.create(mfd, 0, length)
-        if name is not None:
-            try:
-                buf.set_name(name)
-            except BaseException:
-                buf.close()
-                raise
-        return buf
+        return named(buf, name)
 
     def close(self) -> None:
         """Close the udmabuf node. Idempotent; buffers already made stay valid."""
