@@ -194,56 +194,63 @@ def run_pipeline(alloc: Allocator, pipe: Pipeline) -> Outcome:
 
 
 def run_live(alloc: Allocator) -> Outcome | None:
-    """The live pipeline: a V4L2 capture node and the DRM importers, verified for real."""
-    capture = next(
-        (
-            d
-            for d in alloc.discovery.v4l2
-            if any(c.usage == "capture" for c in d.usages) and d.queue("capture").dmabuf
-        ),
-        None,
-    )
-    importers = [d for d in alloc.discovery.drm if d.prime_import and d.usages]
-    if capture is None:
+    """The live pipeline: a V4L2 capture node and the DRM importers, verified for real.
+
+    Candidates are capture-only nodes (not mem-to-mem) that import dma-bufs, in discovery order;
+    one that cannot deliver frames on its own (e.g. a media-controller camera whose pipeline is
+    not configured) is reported and the next is tried.
+    """
+    cameras = [
+        d
+        for d in alloc.discovery.v4l2
+        if [c.usage for c in d.usages] == ["capture"] and d.queue("capture").dmabuf
+    ]
+    if not cameras:
         return None
-    usages: list[str | tuple[str, str]] = [(capture.name, "capture")]
-    for device in importers:  # what a display or GPU does with a camera frame: import or show it
-        names = [c.usage for c in device.usages]
+    importers: list[str | tuple[str, str]] = []
+    for device in alloc.discovery.drm:  # what a display or GPU does with a frame: import, show it
+        names = [c.usage for c in device.usages] if device.prime_import else []
         usage = next((u for u in ("import", "primary") if u in names), None)
         if usage is not None:
-            usages.append((device.name, usage))
-    out = Outcome("live", "plan")
-    labels = ", ".join(u if isinstance(u, str) else ":".join(u) for u in usages)
-    out.say(f"live devices: {labels} at {LIVE_SIZE[0]}x{LIVE_SIZE[1]}")
-    try:
-        with alloc.allocate(
-            *LIVE_SIZE,
-            usages=usages,
-            formats=list(LIVE_FORMATS),
-            count=2,
-            frames=2,
-            cpu_access="r",
-            verify=True,
-            name="devalloc-live",
-        ) as result:
-            out.result = "plan"
-            _report_allocation(result, out, "live")
-            for verdict in result.verdicts:
-                (out.say if verdict.ok else out.fail)(f"verify {verdict}")
-            for buf in result.buffers:
-                with buf.cpu_access("r") as view:
-                    nonzero = any(view[i] for i in range(0, len(view), 4096))
-                if not nonzero:
-                    out.fail("a captured buffer reads back as zeros")
-                    break
-            else:
-                out.say("live: captured frames read back through cpu_access (not all zero)")
-    except NegotiationError as exc:
-        out.result = "conflict"
-        out.fail("; ".join(c.message for c in exc.conflicts))
-    except NoPlanError as exc:
-        out.result = "conflict"
-        out.fail(str(exc))
+            importers.append((device.name, usage))
+    out = Outcome("live", "plan", result="conflict")
+    for camera in cameras:
+        usages: list[str | tuple[str, str]] = [(camera.name, "capture"), *importers]
+        labels = ", ".join(u if isinstance(u, str) else ":".join(u) for u in usages)
+        out.say(f"live devices: {labels} at {LIVE_SIZE[0]}x{LIVE_SIZE[1]}")
+        try:
+            with alloc.allocate(
+                *LIVE_SIZE,
+                usages=usages,
+                formats=list(LIVE_FORMATS),
+                count=2,
+                frames=2,
+                cpu_access="r",
+                verify=True,
+                name="devalloc-live",
+            ) as result:
+                out.result = "plan"
+                _report_allocation(result, out, "live")
+                for verdict in result.verdicts:
+                    out.say(f"verify {verdict}")
+                frame = result.plan.size or 0
+                for buf in result.buffers:
+                    with buf.cpu_access("r") as view:
+                        nonzero = any(view[i] for i in range(0, min(frame, len(view)), 4096))
+                    if not nonzero:
+                        out.fail("a captured buffer reads back as zeros")
+                        break
+                else:
+                    out.say("live: captured frames read back through cpu_access (not all zero)")
+                return out
+        except (NegotiationError, NoPlanError) as exc:
+            reason = (
+                "; ".join(c.message for c in exc.conflicts)
+                if isinstance(exc, NegotiationError)
+                else str(exc)
+            )
+            out.say(f"live: {camera.name} gives no verified plan here: {reason}")
+    out.fail("no capture device delivered frames into negotiated buffers")
     return out
 
 
