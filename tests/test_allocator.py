@@ -6,6 +6,7 @@ so the CPU-only fallback and the "no heap" explanations are exercised for real.
 
 from __future__ import annotations
 
+import errno
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,11 +14,20 @@ from pathlib import Path
 import pytest
 
 from devalloc.allocator import Allocator, heap_request
+from devalloc.buffer import Buffer
 from devalloc.cli import main
 from devalloc.constraints import Constraints, MemoryRules
 from devalloc.devices.discover import Discovery
-from devalloc.errors import ClosedResourceError, NoPlanError, UsageError
+from devalloc.errors import (
+    ClosedResourceError,
+    NoPlanError,
+    OutOfMemoryError,
+    UsageError,
+    error_from_errno,
+)
 from devalloc.formats import LayoutRules, fourcc_code
+from devalloc.heaps.memfd import MemfdHeap
+from devalloc.heaps.properties import HeapProperties
 from devalloc.heaps.registry import HeapRegistry
 from devalloc.negotiate import NegotiationError, negotiate
 
@@ -221,3 +231,50 @@ def test_cli_examples_main_job(capsys: pytest.CaptureFixture[str]) -> None:
 def test_pool_needs_a_device_importable_heap(alloc: Allocator) -> None:
     with pytest.raises(NoPlanError, match="memfd is not importable"):
         alloc.pool(64, 64, usages=["camera"], count=2)
+
+
+class _FakeHeap:
+    """A heap for the allocator's fallback logic: memfd buffers, out of memory after ``budget``
+    allocations (the kernel's part is tested in tests/kernel/test_allocator_live.py)."""
+
+    def __init__(self, name: str, budget: int) -> None:
+        self.properties = HeapProperties(
+            "dma-heap", name, True, "cached", False, True, 64, "system", None
+        )
+        self.budget = budget
+        self.closed = False
+
+    def allocate(self, size: int, *, name: str | None = None) -> Buffer:
+        if self.budget == 0:
+            raise error_from_errno(
+                errno.ENOMEM, f"allocate {size} bytes from {self.properties.name}"
+            )
+        self.budget -= 1
+        return MemfdHeap().allocate(size)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _contiguous_user() -> Constraints:
+    return Constraints("dsp", "in", ((XR24, 0),), memory=MemoryRules(contiguous=True))
+
+
+def test_out_of_memory_falls_back_to_the_next_eligible_heap(empty_dev: Path) -> None:
+    registry = HeapRegistry.discover(str(empty_dev / "dev"), str(empty_dev / "sys"))
+    first = registry.add(_FakeHeap("cma-a", budget=1))  # one buffer, then ENOMEM
+    second = registry.add(_FakeHeap("cma-b", budget=10))
+    before = open_fds()
+    with Allocator(registry=registry, discovery=Discovery()) as alloc:
+        with alloc.allocate(64, 64, usages=[_contiguous_user()], count=2) as result:
+            assert result.heap is second
+            assert any("fell back to cma-b" in n and "cma-a" in n for n in result.notes)
+        # cma-a gave one buffer before refusing: it was closed, not leaked.
+        assert open_fds() == before
+        with pytest.raises(OutOfMemoryError) as info:
+            alloc.allocate(64, 64, usages=[_contiguous_user()], count=11)
+        assert "cma-a" in str(info.value)
+        assert "cma-b" in str(info.value)
+    assert open_fds() == before
+    registry.close()
+    assert first is not second

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
@@ -44,7 +45,13 @@ from .constraints import Constraints, CpuAccess, load_constraints
 from .devices.discover import DeviceInfo, Discovery, discover
 from .devices.verify import Verdict
 from .devices.verify import verify as verify_import
-from .errors import ClosedResourceError, NoPlanError, UsageError
+from .errors import (
+    ClosedResourceError,
+    NoPlanError,
+    OutOfMemoryError,
+    UsageError,
+    error_from_errno,
+)
 from .heaps.properties import HeapProperties, HeapRequest
 from .heaps.registry import HeapId, HeapRegistry, NoHeapError
 from .negotiate import Plan, negotiate
@@ -407,6 +414,47 @@ class Allocator:
             stack.pop_all()
             return tuple(images)
 
+    def _allocate_with_fallback(
+        self,
+        plan: Plan,
+        heap: HeapId,
+        count: int,
+        name: str | None,
+        chunk: int | None,
+        notes: list[str],
+    ) -> tuple[Any, HeapId]:
+        """Allocate from ``heap``; when it runs out of memory, from the next heap that also
+        satisfies the plan (recorded in ``notes``); when none is left, the out-of-memory error
+        names every heap tried."""
+        if chunk is not None:  # a best-effort chunk of one particular heap: no substitute
+            return self._allocate_images(plan, heap, count, name, chunk), heap
+        request = heap_request(plan)
+        tried: list[str] = []
+        candidates = [c.heap_id for c in self.registry.candidates(request) if c.ok]
+        order = [heap, *[h for h in candidates if h is not heap]]
+        for current in order:
+            try:
+                images = self._allocate_images(plan, current, count, name)
+            except OutOfMemoryError as exc:
+                props = self.registry.properties(current)
+                size = f" ({props.max_size} bytes in all)" if props.max_size else ""
+                tried.append(f"{props.name}{size}: {exc.strerror or exc}")
+                last = exc
+                continue
+            if tried:
+                notes.append(
+                    f"fell back to {self.registry.properties(current).name} after out of memory"
+                    " in " + "; ".join(tried)
+                )
+            return images, current
+        assert tried
+        raise error_from_errno(
+            errno.ENOMEM,
+            f"{count} x {plan.layout.size} bytes for {', '.join(plan.devices)}: every heap that"
+            f" serves {request.describe()} is out of memory: " + "; ".join(tried),
+            operation=last.operation,
+        ) from last
+
     def pool(
         self,
         width: int,
@@ -518,8 +566,8 @@ class Allocator:
                 if attempts:
                     raise NoPlanError(_after_learning(str(exc), attempts), exc.conflicts) from exc
                 raise
+            images, heap = self._allocate_with_fallback(plan, heap, count, name, chunk, heap_notes)
             props = self.registry.properties(heap)
-            images = self._allocate_images(plan, heap, count, name, chunk)
             unverified = tuple(c.label for c in constraints if not verify or c.label not in live)
             if not verify or not live or not props.device_importable:
                 if verify and live and not props.device_importable:

@@ -18,6 +18,7 @@ Run the second mode with:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -26,7 +27,7 @@ from devalloc.allocator import Allocator
 from devalloc.cli import main
 from devalloc.errors import NoPlanError
 
-from ..conftest import need
+from ..conftest import capability, need
 
 pytestmark = pytest.mark.kernel
 
@@ -107,8 +108,6 @@ def test_main_job_live_pipeline(capsys: pytest.CaptureFixture[str], no_fd_leak: 
 
 
 def _has_cma() -> bool:
-    import os
-
     names = os.listdir("/dev/dma_heap") if os.path.isdir("/dev/dma_heap") else []
     return any(n in ("reserved", "linux,cma", "default_cma_region", "default-pool") for n in names)
 
@@ -185,3 +184,53 @@ def test_pool_of_negotiated_buffers(alloc: Allocator, no_fd_leak: None) -> None:
             assert first.size >= 614400
             assert first.info().exp_name == "system"
         assert pool.stats().acquires == 1
+
+
+@pytest.mark.needs("cma_heap")
+def test_cma_exhaustion_is_a_typed_error_and_leaks_nothing(no_fd_leak: None) -> None:
+    """Fill the CMA heap until it refuses: the error is OutOfMemoryError naming the heap and the
+    size; a contiguous request through the front door then names every heap tried; closing
+    everything gives the memory back."""
+    from devalloc.constraints import Constraints, MemoryRules
+    from devalloc.errors import OutOfMemoryError
+    from devalloc.formats import fourcc_code
+    from devalloc.heaps.dmaheap import DmaHeap
+
+    path = capability("cma_heap").nodes[0]
+    chunk = 16 << 20
+    held = []
+    try:
+        with DmaHeap(path) as heap:
+            refused: OutOfMemoryError | None = None
+            for _ in range(256):  # 4 GiB at most: far beyond any test CMA area
+                try:
+                    held.append(heap.allocate(chunk))
+                except OutOfMemoryError as exc:
+                    refused = exc
+                    break
+            assert refused is not None, "the CMA heap never refused"
+            assert held, "the CMA heap refused even the first 16 MiB"
+            assert os.path.basename(path) in str(refused)
+            assert str(chunk) in str(refused)
+            dsp = Constraints(
+                "dsp", "in", ((fourcc_code("XR24"), 0),), memory=MemoryRules(contiguous=True)
+            )
+            with Allocator(discover_devices=False) as alloc, pytest.raises(OutOfMemoryError) as e:
+                alloc.allocate(1024, 1024, usages=[dsp], count=8)
+            assert "out of memory" in str(e.value)
+            assert path in str(e.value)
+    finally:
+        for buf in held:
+            buf.close()
+    # Everything came back: as many chunks fit again. (CmaFree itself is no measure: the page
+    # allocator lends free CMA pages to movable allocations and migrates them out on demand.)
+    count = len(held)
+    again = []
+    try:
+        with DmaHeap(path) as heap:
+            for _ in range(count):
+                again.append(heap.allocate(chunk))
+    finally:
+        for buf in again:
+            buf.close()
+    assert len(again) == count
