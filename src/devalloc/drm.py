@@ -36,7 +36,7 @@ import os
 import re
 import warnings
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -211,36 +211,57 @@ def _release_handle(device: DrmDevice, handle: int, forgotten: bool) -> None:
     )
 
 
-class GemHandle:
-    """Owns one GEM handle on a DRM device; ``close()`` issues DRM_IOCTL_GEM_CLOSE once."""
+class DeviceObject:
+    """Owns one object a DRM device keeps by id (a GEM handle, a framebuffer, a property blob):
+    ``close()`` releases it once; one forgotten is released by the garbage collector with a
+    ResourceWarning. Subclasses say how to release (``release(device, id, forgotten)``, which
+    must not capture the object) and what to call it in messages.
+    """
 
-    def __init__(self, device: DrmDevice, handle: int, *, what: str) -> None:
+    def __init__(
+        self,
+        device: DrmDevice,
+        object_id: int,
+        release: Callable[[Any, int, bool], None],
+        what: str,
+    ) -> None:
         self.device = device
-        self.handle = handle
-        self.what = what
+        self._object_id = object_id
+        self._release = release
+        self._what = what
         self._closed = False
-        self._finalizer = weakref.finalize(self, _release_handle, device, handle, True)
+        self._finalizer = weakref.finalize(self, release, device, object_id, True)
         self._finalizer.atexit = False
 
     @property
     def closed(self) -> bool:
+        """True once released."""
         return self._closed
 
     def close(self) -> None:
-        """Release the handle. Idempotent."""
+        """Release the object. Idempotent."""
         if self._closed:
             return
         self._closed = True
         self._finalizer.detach()
-        _release_handle(self.device, self.handle, False)
+        self._release(self.device, self._object_id, False)
 
     def __enter__(self) -> Self:
         if self._closed:
-            raise ClosedResourceError(f"GEM handle {self.handle} ({self.what}) is closed")
+            raise ClosedResourceError(f"{self._what} is closed")
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class GemHandle(DeviceObject):
+    """Owns one GEM handle on a DRM device; ``close()`` issues DRM_IOCTL_GEM_CLOSE once."""
+
+    def __init__(self, device: DrmDevice, handle: int, *, what: str) -> None:
+        super().__init__(device, handle, _release_handle, f"GEM handle {handle} ({what})")
+        self.handle = handle
+        self.what = what
 
     def __repr__(self) -> str:
         return f"<GemHandle {self.handle} {self.what} on {self.device.description}>"
@@ -280,7 +301,7 @@ def _remove_framebuffer(device: DrmDevice, fb_id: int, forgotten: bool) -> None:
     )
 
 
-class Framebuffer:
+class Framebuffer(DeviceObject):
     """Owns one KMS framebuffer (DRM_IOCTL_MODE_ADDFB2); ``close()`` issues RMFB once.
 
     The framebuffer keeps its own references to the GEM objects it was made from, so their
@@ -305,35 +326,12 @@ class Framebuffer:
         fourcc: int,
         modifier: int | None,
     ) -> None:
-        self.device = device
+        super().__init__(device, fb_id, _remove_framebuffer, f"framebuffer {fb_id}")
         self.fb_id = fb_id
         self.width = width
         self.height = height
         self.fourcc = fourcc
         self.modifier = modifier
-        self._closed = False
-        self._finalizer = weakref.finalize(self, _remove_framebuffer, device, fb_id, True)
-        self._finalizer.atexit = False
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def close(self) -> None:
-        """Remove the framebuffer (RMFB). Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self._finalizer.detach()
-        _remove_framebuffer(self.device, self.fb_id, False)
-
-    def __enter__(self) -> Self:
-        if self._closed:
-            raise ClosedResourceError(f"framebuffer {self.fb_id} is closed")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (

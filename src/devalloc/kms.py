@@ -42,7 +42,6 @@ import select
 import sys
 import time
 import warnings
-import weakref
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Self
@@ -50,8 +49,8 @@ from typing import Self
 from ._fd import FdResource
 from .buffer import Buffer
 from .constraints import Constraints
-from .drm import DrmDevice, DrmPlane, DrmProperty, Framebuffer, GemHandle
-from .errors import ClosedResourceError, DevallocError, UsageError, error_from_errno
+from .drm import DeviceObject, DrmDevice, DrmPlane, DrmProperty, Framebuffer, GemHandle
+from .errors import DevallocError, UsageError, error_from_errno
 from .formats import Layout, lookup_format
 from .formats.fourcc import fourcc_to_str
 from .formats.modifier import DRM_FORMAT_MOD_LINEAR
@@ -554,7 +553,7 @@ def _destroy_blob(device: KmsDevice, blob_id: int, forgotten: bool) -> None:
     )
 
 
-class PropertyBlob:
+class PropertyBlob(DeviceObject):
     """Owns one property blob (DRM_IOCTL_MODE_CREATEPROPBLOB); ``close()`` destroys it once.
 
     A blob in use by the current state (a MODE_ID) stays alive in the kernel until the state
@@ -567,32 +566,10 @@ class PropertyBlob:
     """
 
     def __init__(self, device: KmsDevice, blob_id: int, length: int) -> None:
-        self.device = device
+        super().__init__(device, blob_id, _destroy_blob, f"property blob {blob_id}")
+        self.device: KmsDevice = device
         self.blob_id = blob_id
         self.length = length
-        self._closed = False
-        self._finalizer = weakref.finalize(self, _destroy_blob, device, blob_id, True)
-        self._finalizer.atexit = False
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def close(self) -> None:
-        """Destroy the blob (DESTROYPROPBLOB). Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self._finalizer.detach()
-        _destroy_blob(self.device, self.blob_id, False)
-
-    def __enter__(self) -> Self:
-        if self._closed:
-            raise ClosedResourceError(f"property blob {self.blob_id} is closed")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<PropertyBlob {self.blob_id} ({self.length} bytes) on {self.device.description}>"
