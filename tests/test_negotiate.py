@@ -689,3 +689,18 @@ def test_needs_more_than_one_copy_step() -> None:
     with pytest.raises(NegotiationError) as info:
         negotiate([dev("a:x", max_width=8)], 64, 64)
     assert "single device" in info.value.copy_note
+
+
+def test_min_pitch_on_a_tiled_modifier_steps_in_tile_widths() -> None:
+    """Found by hypothesis: min_pitch 300 on Y-tiled NV12 raised the alignment to 300, whose lcm
+    with the 128-byte tile (9600) broke max_pitch 4096, while a device asking for 16-byte
+    alignment made it 304 -> 2432 and fit: adding a device enlarged the accepted pairs."""
+    from devalloc.negotiate import acceptable_pairs
+
+    y_tiled = (fourcc_code("NV12"), 0x0100000000000002)
+    alone = Constraints("dev0", "a", (y_tiled,), min_pitch=300, max_pitch=4096, access="read")
+    stricter = Constraints("dev9", "a", (y_tiled,), LayoutRules(pitch_align=16), access="read")
+    assert list(acceptable_pairs([alone], 1, 1)) == [y_tiled]
+    assert list(acceptable_pairs([alone, stricter], 1, 1)) == [y_tiled]
+    plan = negotiate([alone], 1, 1)
+    assert [p.pitch for p in plan.layout.planes] == [384, 384]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -33,6 +34,7 @@ from ..constraints import (
 from ..errors import NoPlanError, UsageError
 from ..formats import MAX_DIMENSION, Layout, LayoutRules, Modifier, layout, lookup_format
 from ..formats.layout import MAX_ALIGN
+from ..formats.modifier import DRM_FORMAT_MOD_LINEAR
 from .combine import Combined, cache_policy, combine, name_list, provenance, subject
 from .plan import APPLICATION, CombinedRules, Conflict, Plan, Provenance
 
@@ -326,7 +328,14 @@ def _fit(comb: Combined, pair: Pair, width: int, height: int) -> _Fit | list[_Fa
     raised = False
     if not lay.opaque and lay.planes:
         if comb.min_pitch and min(p.pitch for p in lay.planes) < comb.min_pitch:
-            step = rules.pitch_align
+            base = step = rules.pitch_align
+            if pair[1] != DRM_FORMAT_MOD_LINEAR:
+                # A tiled layout rounds the pitch to its tile width too: step in multiples of
+                # both, so the raised alignment is the pitch (and a stricter device can only
+                # raise it further, never lower it).
+                unit = layout(fmt, 1, 1, pair[1], LayoutRules())
+                if not unit.opaque and unit.planes:
+                    step = math.lcm(step, *(p.pitch for p in unit.planes))
             wider = -(-comb.min_pitch // step) * step
             if wider <= MAX_ALIGN:
                 try:
@@ -334,7 +343,7 @@ def _fit(comb: Combined, pair: Pair, width: int, height: int) -> _Fit | list[_Fa
                     lay, rules = layout(fmt, width, height, pair[1], again), again
                     raised = True
                     note = (
-                        f"raised from {step} to {wider} so that every plane's pitch is at least"
+                        f"raised from {base} to {wider} so that every plane's pitch is at least"
                         f" min_pitch {comb.min_pitch}"
                     )
                 except UsageError as exc:
