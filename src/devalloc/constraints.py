@@ -39,7 +39,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Final, Literal, TypeVar, cast
 
-from .errors import UsageError, error_from_oserror
+from ._toml import key_lines, read_text_file
+from .errors import UsageError
 from .formats import (
     MAX_DIMENSION,
     LayoutRules,
@@ -616,89 +617,9 @@ def _read_modifier(value: object, where: str) -> int:
 # ---------------------------------------------------------------------------------------------
 # Device files (TOML).
 
-_HEADER = re.compile(r"^\s*\[\[?\s*([^\[\]]+?)\s*\]\]?\s*(?:#.*)?$")
-_KEY_PART = r'(?:[A-Za-z0-9_-]+|"[^"\\]*(?:\\.[^"\\]*)*"|\'[^\']*\')'
-_KEY_LINE = re.compile(rf"^\s*({_KEY_PART}(?:\s*\.\s*{_KEY_PART})*)\s*=")
-_INLINE_KEY = re.compile(rf"[{{,]\s*({_KEY_PART})\s*=")
-_PART = re.compile(_KEY_PART)
-
-
-def _split_key(text: str) -> tuple[str, ...]:
-    parts = []
-    for match in _PART.finditer(text):
-        part = match.group(0)
-        if part[:1] in "\"'":
-            part = part[1:-1]
-        parts.append(part)
-    return tuple(parts)
-
-
-def _bracket_balance(text: str) -> tuple[int, str | None]:
-    """Open brackets minus closed ones outside strings and comments, and an unclosed multi-line
-    string delimiter if the text opens one."""
-    depth = 0
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "#":
-            break
-        if text.startswith('"""', i) or text.startswith("'''", i):
-            delim = text[i : i + 3]
-            end = text.find(delim, i + 3)
-            if end < 0:
-                return depth, delim
-            i = end + 3
-            continue
-        if ch in "\"'":
-            end = i + 1
-            while end < len(text) and text[end] != ch:
-                end += 2 if ch == '"' and text[end] == "\\" else 1
-            i = end + 1
-            continue
-        if ch in "[{":
-            depth += 1
-        elif ch in "]}":
-            depth -= 1
-        i += 1
-    return depth, None
-
-
-def _key_lines(text: str) -> dict[tuple[str, ...], int]:
-    """Where each key (as a full path) first appears in a TOML text, 1-based."""
-    found: dict[tuple[str, ...], int] = {}
-    table: tuple[str, ...] = ()
-    depth = 0
-    open_string: str | None = None
-    for number, line in enumerate(text.splitlines(), start=1):
-        if open_string is not None:
-            if open_string in line:
-                open_string = None
-            continue
-        if depth > 0:
-            depth += _bracket_balance(line)[0]
-            continue
-        header = _HEADER.match(line)
-        if header is not None:
-            table = _split_key(header.group(1))
-            for i in range(1, len(table) + 1):
-                found.setdefault(table[:i], number)
-            continue
-        key = _KEY_LINE.match(line)
-        if key is None:
-            continue
-        parts = _split_key(key.group(1))
-        for i in range(1, len(parts) + 1):
-            found.setdefault((*table, *parts[:i]), number)
-        rest = line[key.end() :]
-        if rest.lstrip().startswith("{"):
-            for inner in _INLINE_KEY.finditer(rest):
-                found.setdefault((*table, *parts, *_split_key(inner.group(1))), number)
-        depth, open_string = _bracket_balance(rest)
-    return found
-
 
 def _locator(source: str, text: str) -> Callable[[tuple[str, ...]], str]:
-    lines = _key_lines(text)
+    lines = key_lines(text)
 
     def where(path: tuple[str, ...]) -> str:
         for end in range(len(path), 0, -1):
@@ -828,14 +749,7 @@ def load_device_file(path: str | Path) -> DeviceProfile:
         KernelError: the file exists but cannot be read (e.g. permission denied).
     """
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        raise UsageError(f"{source}: no such device file") from None
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{source}: not UTF-8 text ({exc.reason})") from None
-    except OSError as exc:
-        raise error_from_oserror(exc, f"read device file {source}", path=source) from exc
+    text = read_text_file(path, "device file")
     profile = loads_device(text, source)
     return DeviceProfile(
         profile.device, profile.description, profile.sources, profile.usages, source

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal, cast
 
+from ._toml import KeyPath, key_lines, read_text_file
 from .constraints import (
     CPU_ACCESS_VALUES,
     Constraints,
@@ -48,7 +49,7 @@ from .constraints import (
     DeviceProfile,
     load_device_file,
 )
-from .errors import UsageError, error_from_oserror
+from .errors import UsageError
 from .formats import MAX_DIMENSION, lookup_format
 from .profiles import profile_names, profile_path
 
@@ -177,78 +178,8 @@ class Pipeline:
 # ---------------------------------------------------------------------------------------------
 # Where keys are in the text (for error messages).
 
-_KEY_PART = r'(?:[A-Za-z0-9_-]+|"[^"\\]*(?:\\.[^"\\]*)*"|\'[^\']*\')'
-_KEY_LINE = re.compile(rf"^\s*({_KEY_PART}(?:\s*\.\s*{_KEY_PART})*)\s*=")
-_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]]+?)\s*\]\]?\s*(?:#.*)?$")
-_PART = re.compile(_KEY_PART)
-
 #: A key's place in the document: top-level keys are ("name",), device keys ("devices", 0, "usage").
-_KeyPath = tuple[str | int, ...]
-
-
-def _parts(text: str) -> list[str]:
-    found = []
-    for match in _PART.finditer(text):
-        part = match.group(0)
-        found.append(part[1:-1] if part[:1] in "\"'" else part)
-    return found
-
-
-def _open_brackets(text: str) -> int:
-    """Opening minus closing brackets outside strings and comments (enough to skip the
-    continuation lines of a multi-line array or inline table)."""
-    depth = 0
-    quote = ""
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            if ch == "\\" and quote == '"':
-                i += 1
-            elif ch == quote:
-                quote = ""
-        elif ch == "#":
-            break
-        elif ch in "\"'":
-            quote = ch
-        elif ch in "[{":
-            depth += 1
-        elif ch in "]}":
-            depth -= 1
-        i += 1
-    return depth
-
-
-def _key_lines(text: str) -> dict[_KeyPath, int]:
-    """The line (1-based) where each key first appears; ``[[devices]]`` tables are numbered."""
-    found: dict[_KeyPath, int] = {}
-    table: _KeyPath = ()
-    arrays: dict[str, int] = {}
-    depth = 0
-    for number, line in enumerate(text.splitlines(), start=1):
-        if depth > 0:
-            depth = max(0, depth + _open_brackets(line))
-            continue
-        header = _HEADER.match(line)
-        if header is not None:
-            names = _parts(header.group(2))
-            if header.group(1) == "[[" and names:
-                dotted = ".".join(names)
-                arrays[dotted] = arrays.get(dotted, -1) + 1
-                table = (*names, arrays[dotted])
-            else:
-                table = tuple(names)
-            for end in range(1, len(table) + 1):
-                found.setdefault(table[:end], number)
-            continue
-        key = _KEY_LINE.match(line)
-        if key is None:
-            continue
-        path = (*table, *_parts(key.group(1)))
-        for end in range(1, len(path) + 1):
-            found.setdefault(path[:end], number)
-        depth = max(0, _open_brackets(line[key.end() :]))
-    return found
+_KeyPath = KeyPath
 
 
 def _dotted(path: _KeyPath) -> str:
@@ -399,7 +330,7 @@ def loads_pipeline(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{source}: invalid TOML: {exc}") from None
-    reader = _Reader(source, _key_lines(text))
+    reader = _Reader(source, key_lines(text))
     reader.check_keys(data, (), _TOP_KEYS)
     name = reader.text(data, (), "name", required=True)
     if not _NAME.match(name):
@@ -458,14 +389,7 @@ def load_pipeline(path: str | Path) -> Pipeline:
         KernelError: the file exists but cannot be read (e.g. permission denied).
     """
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        raise UsageError(f"{source}: no such pipeline file") from None
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{source}: not UTF-8 text ({exc.reason})") from None
-    except OSError as exc:
-        raise error_from_oserror(exc, f"read pipeline file {source}", path=source) from exc
+    text = read_text_file(path, "pipeline file")
     return loads_pipeline(text, source, Path(path).parent)
 
 
