@@ -349,22 +349,13 @@ class Constraints:
 
     def to_json(self) -> dict[str, object]:
         """Every field as JSON; formats by name, modifiers by name (or ``0x%016x``)."""
-        rules = self.layout
         return {
             "device": self.device,
             "usage": self.usage,
             "description": self.description,
             "access": self.access,
             "pairs": [[format_text(f), modifier_text(m)] for f, m in self.pairs],
-            "layout": {
-                "pitch_align": rules.pitch_align,
-                "plane_pitch_align": list(rules.plane_pitch_align),
-                "height_align": rules.height_align,
-                "offset_align": rules.offset_align,
-                "size_align": rules.size_align,
-                "extra_rows": rules.extra_rows,
-                "min_size": rules.min_size,
-            },
+            "layout": self.layout.to_json(),
             "buffers": self.buffers,
             "min_pitch": self.min_pitch,
             "max_pitch": self.max_pitch,

@@ -86,6 +86,18 @@ class LayoutRules:
         if not isinstance(self.multi_buffer, bool):
             raise UsageError(f"multi_buffer is True or False, not {self.multi_buffer!r}")
 
+    def to_json(self) -> dict[str, object]:
+        """The rules as JSON (``multi_buffer`` left out: constraints and plans say ``buffers``)."""
+        return {
+            "pitch_align": self.pitch_align,
+            "plane_pitch_align": list(self.plane_pitch_align),
+            "height_align": self.height_align,
+            "offset_align": self.offset_align,
+            "size_align": self.size_align,
+            "extra_rows": self.extra_rows,
+            "min_size": self.min_size,
+        }
+
     def plane_align(self, plane: int) -> int:
         """The pitch alignment of ``plane``."""
         extra = self.plane_pitch_align[plane] if plane < len(self.plane_pitch_align) else 1

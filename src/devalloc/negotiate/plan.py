@@ -251,15 +251,8 @@ class CombinedRules:
 
     def to_json(self) -> dict[str, object]:
         """The layout rules' fields plus ``buffers`` and the limits."""
-        rules = self.layout
         return {
-            "pitch_align": rules.pitch_align,
-            "plane_pitch_align": list(rules.plane_pitch_align),
-            "height_align": rules.height_align,
-            "offset_align": rules.offset_align,
-            "size_align": rules.size_align,
-            "extra_rows": rules.extra_rows,
-            "min_size": rules.min_size,
+            **self.layout.to_json(),
             "buffers": self.buffers,
             "min_pitch": self.min_pitch,
             "max_pitch": self.max_pitch,
