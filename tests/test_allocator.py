@@ -275,6 +275,9 @@ def test_out_of_memory_falls_back_to_the_next_eligible_heap(empty_dev: Path) -> 
             alloc.allocate(64, 64, usages=[_contiguous_user()], count=11)
         assert "cma-a" in str(info.value)
         assert "cma-b" in str(info.value)
+        # Each refusal was counted against its heap, and the buffers cma-a gave were closed.
+        assert registry.stats(first).failures == 2
+        assert registry.stats(first).live_buffers == 0
+        assert registry.stats(second).failures == 1
     assert open_fds() == before
     registry.close()
-    assert first is not second
