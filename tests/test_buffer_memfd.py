@@ -129,3 +129,39 @@ def test_memfd_seals() -> None:
         assert not mfd.seals & fcntl.F_SEAL_SHRINK
     with pytest.raises(UsageError):
         Memfd(-1)
+
+
+def test_a_sync_interrupted_is_retried_and_other_errors_are_typed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The retry logic of the CPU access brackets, with the ioctl replaced (pure logic: the
+    # kernel's side is covered by the VM tests).
+    import errno
+    import fcntl
+
+    import devalloc.buffer as buffer_module
+    from devalloc.errors import KernelError
+    from devalloc.uapi.dma_buf import DMA_BUF_IOCTL_SYNC
+
+    calls: list[tuple[int, int, bytes]] = []
+    results = [OSError(errno.EAGAIN, "again"), None]
+
+    def fake_ioctl(fd: int, request: int, arg: bytearray, mutate: bool) -> int:
+        calls.append((fd, request, bytes(arg)))
+        result = results.pop(0)
+        if result is not None:
+            raise result
+        return 0
+
+    monkeypatch.setattr(fcntl, "ioctl", fake_ioctl)
+    start, _end = buffer_module._SYNC_ARGS["w"]
+    with MemfdHeap().allocate(4096) as buf:
+        buf._sync_failed(99, start, OSError(errno.EINTR, "interrupted"))
+        assert calls == [(99, DMA_BUF_IOCTL_SYNC, bytes(start))] * 2
+        results[:] = [OSError(errno.EIO, "io")]
+        with pytest.raises(KernelError, match=r"CPU access sync .*WRITE.* of buffer from memfd"):
+            buf._sync_failed(99, start, OSError(errno.EINTR, "interrupted"))
+        with pytest.raises(KernelError) as info:
+            buf._sync_failed(99, start, OSError(errno.EBADF, "bad"))
+        assert info.value.errno == errno.EBADF
+        assert info.value.operation == "DMA_BUF_IOCTL_SYNC"

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
+import devalloc.pool
 from devalloc.buffer import Buffer
 from devalloc.errors import ClosedResourceError, OutOfMemoryError, TimedOutError, UsageError
 from devalloc.formats.layout import LayoutRules, layout
@@ -114,6 +115,30 @@ def test_acquire_waits_for_a_release(pool: BufferPool) -> None:
     assert waited >= 0.15
     stats = pool.stats()
     assert (stats.waits, stats.timeouts, stats.acquires) == (1, 0, 3)
+
+
+def test_a_release_wakes_a_waiter(monkeypatch: pytest.MonkeyPatch, pool: BufferPool) -> None:
+    # With the GC-return polling slice made long, only the release's notify can wake the waiter
+    # within the test's time: the release path must notify when someone waits.
+    monkeypatch.setattr(devalloc.pool, "_WAIT_SLICE", 60.0)
+    held = [pool.acquire(), pool.acquire()]
+    got: list[float] = []
+
+    def wait_for_one() -> None:
+        started = time.monotonic()
+        with pool.acquire(timeout=60):
+            got.append(time.monotonic() - started)
+
+    thread = threading.Thread(target=wait_for_one)
+    thread.start()
+    while pool.stats().waits == 0:  # counted under the lock that cond.wait then lets go
+        time.sleep(0.01)
+    held[0].release()
+    thread.join(timeout=30)
+    assert not thread.is_alive(), "the waiter was not woken by the release"
+    held[1].release()
+    assert got
+    assert got[0] < 30
 
 
 def test_timeout_is_a_typed_error_naming_the_pool(pool: BufferPool) -> None:

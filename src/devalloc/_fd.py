@@ -11,8 +11,12 @@ Example:
     True
 
 Every fd devalloc opens belongs to exactly one :class:`FdResource`. ``close()`` is idempotent; the
-fd attribute is cleared *before* the fd is closed, so a reused fd number is never closed twice; a
-``weakref.finalize`` closes a forgotten fd and emits a ResourceWarning, never a print.
+fd attribute is cleared *before* the fd is closed, so a reused fd number is never closed twice; an
+owner that is garbage-collected while still open closes its fd in ``__del__`` and emits a
+ResourceWarning, never a print. (``__del__`` rather than ``weakref.finalize``: a finalizer costs
+about as much as a small kernel allocation, and buffers are made at allocation rate; ``__del__``
+touches only the object's own fields and its cleanup function is bound when the class is made, so
+it also works during interpreter shutdown.)
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ import errno
 import fcntl
 import os
 import warnings
-import weakref
 from collections.abc import Callable
 from typing import Any, Self
 
@@ -54,7 +57,6 @@ class FdResource:
     """
 
     _fd: int = -1
-    _finalizer: weakref.finalize[Any, Any] | None = None
 
     def __init__(self, fd: int, *, description: str, path: str | None = None) -> None:
         self._fd = -1
@@ -62,9 +64,7 @@ class FdResource:
             raise ValueError(f"{description}: not a file descriptor: {fd!r}")
         self.description = description
         self.path = path
-        self._fd = fd
-        self._finalizer = weakref.finalize(self, _close_forgotten, fd, description)
-        self._finalizer.atexit = False
+        self._fd = fd  # last: a failure above leaves nothing for __del__ to close
 
     @property
     def closed(self) -> bool:
@@ -85,9 +85,14 @@ class FdResource:
 
     def _release(self) -> int:
         fd, self._fd = self._fd, -1
-        if self._finalizer is not None:
-            self._finalizer.detach()
         return fd
+
+    def __del__(self, _forgotten: Callable[[int, str], None] = _close_forgotten) -> None:
+        # The safety net for an owner nobody closed (see the module).
+        fd = self._fd
+        if fd >= 0:
+            self._fd = -1
+            _forgotten(fd, self.description)
 
     def close(self) -> None:
         """Close the fd. Idempotent."""

@@ -24,16 +24,16 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import fcntl
 import importlib
 import mmap
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, Self
 
 from ._fd import FdResource, ioctl
 from .errors import ClosedResourceError, UsageError, error_from_oserror
@@ -50,12 +50,22 @@ _SYNC_FLAGS: dict[str, _uapi.DmaBufSyncFlag] = {
     "w": _uapi.DmaBufSyncFlag.WRITE,
     "rw": _uapi.DmaBufSyncFlag.RW,
 }
-#: The DMA_BUF_IOCTL_SYNC arguments of each mode as plain ints (START, END), computed once:
-#: IntFlag arithmetic on every access costs more than the ioctl itself.
-_SYNC_ARGS: dict[str, tuple[int, int]] = {
-    mode: (int(_uapi.DMA_BUF_SYNC_START | flag), int(_uapi.DMA_BUF_SYNC_END | flag))
+#: The DMA_BUF_IOCTL_SYNC arguments of each mode (START, END), built once as the bytes of
+#: ``struct dma_buf_sync``: IntFlag arithmetic and a ctypes struct on every access cost more than
+#: the ioctl itself. They are bytearrays because ``fcntl.ioctl`` first tries a writable buffer and
+#: makes (and drops) a TypeError for bytes; the kernel only reads them (_IOW), so the copy
+#: ``fcntl`` writes back is the same bytes and sharing them between threads is harmless.
+_SYNC_ARGS: dict[str, tuple[bytearray, bytearray]] = {
+    mode: (
+        bytearray(_uapi.dma_buf_sync(flags=int(_uapi.DMA_BUF_SYNC_START | flag))),
+        bytearray(_uapi.dma_buf_sync(flags=int(_uapi.DMA_BUF_SYNC_END | flag))),
+    )
     for mode, flag in _SYNC_FLAGS.items()
 }
+_RETRY_ERRNOS = (errno.EINTR, errno.EAGAIN)
+_MAX_SYNC_RETRIES = 1000
+_ioctl = fcntl.ioctl
+_SYNC = _uapi.DMA_BUF_IOCTL_SYNC
 
 
 class SupportsFileno(Protocol):
@@ -144,10 +154,8 @@ class Buffer(FdResource):
         layout: the plane layout the buffer was allocated for, if any.
 
     A buffer that is never closed is closed when it is garbage-collected, with a
-    ResourceWarning, and its close hooks run. Unlike other fd owners this uses ``__del__`` rather
-    than a ``weakref.finalize``: a finalizer costs about 1 us per buffer, as much as the kernel's
-    own 4 KiB allocation, and buffers are made at allocation rate. ``__del__`` touches only the
-    buffer's own fields, and ``_fd`` is cleared before the fd is closed, as everywhere else.
+    ResourceWarning, and its close hooks run (``__del__``, like every fd owner: see
+    :mod:`devalloc._fd`).
 
     Raises:
         ValueError: ``fd`` is not a file descriptor number (the caller still owns it).
@@ -174,9 +182,8 @@ class Buffer(FdResource):
         cpu_mappable: bool = True,
         layout: Layout | None = None,
     ) -> None:
-        # Ownership is set up here rather than in FdResource.__init__: a forgotten buffer is
-        # closed by __del__ (see the class docstring), and ``_fd`` is set last, so a failure
-        # half-way leaves nothing for __del__ to do.
+        # Set up here rather than in FdResource.__init__ (fewer calls at allocation rate);
+        # ``_fd`` is set last, so a failure half-way leaves nothing for __del__ to do.
         self._fd = -1
         if not isinstance(fd, int) or isinstance(fd, bool) or fd < 0:
             raise ValueError(f"buffer from {exporter}: not a file descriptor: {fd!r}")
@@ -200,6 +207,34 @@ class Buffer(FdResource):
             except BaseException:
                 self.close()
                 raise
+
+    @classmethod
+    def _adopt(
+        cls,
+        fd: int,
+        exporter: str,
+        description: str,
+        size: int,
+        writable: bool,
+        protected: bool = False,
+        cpu_mappable: bool = True,
+        dmabuf: bool = True,
+    ) -> Self:
+        """The heaps' constructor (internal): ``fd`` is a dma-buf (or, with ``dmabuf=False``, a
+        memfd) the caller just got from the kernel, ``size`` and ``writable`` are known and
+        ``description`` is ``"buffer from " + exporter``, built once per heap. Nothing is
+        checked or asked of the kernel: this runs at allocation rate, where ``__init__``'s
+        keyword arguments and checks cost about as much as the kernel's own 4 KiB allocation."""
+        self = object.__new__(cls)
+        self.description = description
+        self.exporter = exporter
+        self.is_dmabuf = dmabuf
+        self.protected = protected
+        self.cpu_mappable = cpu_mappable and not protected
+        self.size = size
+        self._writable = writable
+        self._fd = fd
+        return self
 
     @classmethod
     def from_fd(
@@ -268,29 +303,37 @@ class Buffer(FdResource):
             # Plane arrays still alive keep the mapping (and its own fd) until they go.
             with contextlib.suppress(BufferError):
                 mapping.close()
-        if self._fd < 0:
+        fd = self._fd
+        if fd < 0:
             return
-        fd = self._release()
+        self._fd = -1  # cleared first: a reused fd number is never closed twice
+        hooks = self._close_hooks
+        if not hooks:
+            os.close(fd)
+            return
+        self._close_hooks = ()
         try:
             os.close(fd)
         finally:
-            hooks = self._close_hooks
-            if hooks:
-                self._close_hooks = ()
-                for hook in hooks:
-                    hook(self.size)
+            for hook in hooks:
+                hook(self.size)
 
     # -- CPU access ------------------------------------------------------------------------
 
-    def _sync(self, flags: int) -> None:
-        ioctl(
-            self.fileno(),
-            _uapi.DMA_BUF_IOCTL_SYNC,
-            _uapi.dma_buf_sync(flags=flags),
-            name="DMA_BUF_IOCTL_SYNC",
-            what=lambda: f"CPU access sync ({_uapi.DmaBufSyncFlag(flags)!r}) of {self.description}",
-            retry=True,
-        )
+    def _sync_failed(self, fd: int, arg: bytearray, exc: OSError) -> None:
+        """DMA_BUF_IOCTL_SYNC ``arg`` failed with ``exc``: retry EINTR and EAGAIN, raise the rest
+        (the brackets issue the first attempt themselves: one call less on the hot path)."""
+        for _ in range(_MAX_SYNC_RETRIES):
+            if exc.errno not in _RETRY_ERRNOS:
+                break
+            try:
+                fcntl.ioctl(fd, _uapi.DMA_BUF_IOCTL_SYNC, arg, True)
+                return
+            except OSError as again:
+                exc = again
+        flags = _uapi.DmaBufSyncFlag(_uapi.dma_buf_sync.from_buffer_copy(arg).flags)
+        what = f"CPU access sync ({flags!r}) of {self.description}"
+        raise error_from_oserror(exc, what, operation="DMA_BUF_IOCTL_SYNC") from exc
 
     def _mapping(self) -> mmap.mmap:
         if self._map is None:
@@ -302,45 +345,36 @@ class Buffer(FdResource):
                 raise error_from_oserror(exc, f"cannot map {self.description}") from exc
         return self._map
 
-    @contextmanager
-    def cpu_access(self, mode: AccessMode = "rw") -> Iterator[memoryview]:
+    def cpu_access(self, mode: AccessMode = "rw") -> CpuAccess:
         """Map the buffer for the CPU, bracketed by DMA_BUF_IOCTL_SYNC START/END.
+
+        Use it as ``with buf.cpu_access("w") as view: ...``; the mode is checked here, the
+        mapping and the START sync happen when the block is entered, the END sync when it ends.
 
         Args:
             mode: ``"r"`` (the view is read-only), ``"w"`` or ``"rw"``.
 
-        Yields:
-            A memoryview of the whole buffer, valid only inside the ``with`` block.
+        Returns:
+            A context manager (used once) whose ``__enter__`` gives a memoryview of the whole
+            buffer, valid only inside the ``with`` block.
 
         Raises:
             UsageError: a bad mode, a write access to a read-only fd, or a protected (not
                 CPU-mappable) buffer.
-            ClosedResourceError: the buffer is closed.
+            ClosedResourceError: the buffer is closed (when the block is entered).
         """
-        if mode not in _SYNC_FLAGS:
+        args = _SYNC_ARGS.get(mode)
+        if args is None or not self.cpu_mappable or (mode != "r" and not self._writable):
+            self._refuse_access(mode)
+        return CpuAccess(self, mode == "r", args if self.is_dmabuf else None)
+
+    def _refuse_access(self, mode: object) -> None:
+        if mode not in _SYNC_ARGS:
             raise UsageError(f"cpu_access mode must be 'r', 'w' or 'rw', not {mode!r}")
         if not self.cpu_mappable:
             what = "protected memory" if self.protected else "memory the CPU cannot map"
             raise UsageError(f"{self.description} is {what}: cpu_access is refused")
-        if mode != "r" and not self._writable:
-            raise UsageError(
-                f"{self.description} was opened read-only: cannot access it for {mode!r}"
-            )
-        start, end = _SYNC_ARGS[mode]
-        mapping = self._mapping()
-        if self.is_dmabuf:
-            self._sync(start)
-        # Views are made only after START succeeded, so a failed sync leaves none behind (an
-        # exported view would stop close() from unmapping).
-        view = memoryview(mapping)
-        user_view = view.toreadonly() if mode == "r" else view
-        try:
-            yield user_view
-        finally:
-            user_view.release()
-            view.release()
-            if self.is_dmabuf:
-                self._sync(end)
+        raise UsageError(f"{self.description} was opened read-only: cannot access it for {mode!r}")
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -467,6 +501,67 @@ class Buffer(FdResource):
         except OSError as exc:
             raise error_from_oserror(exc, f"cannot duplicate the fd of {self.description}") from exc
         return FdResource(fd, description=f"exported fd of {self.description}")
+
+
+class CpuAccess:
+    """One CPU access bracket of a :class:`Buffer` (from :meth:`Buffer.cpu_access`).
+
+    ``__enter__`` maps the buffer (once per buffer), issues DMA_BUF_IOCTL_SYNC START and returns
+    the view; ``__exit__`` releases the views and issues END, also when the block raised. A
+    class rather than a ``@contextmanager`` generator: the generator machinery cost more than
+    the two ioctls (see bench/README.md). Each object brackets one block.
+    """
+
+    __slots__ = ("_buffer", "_readonly", "_sync_args", "_views")
+
+    def __init__(
+        self, buffer: Buffer, readonly: bool, sync_args: tuple[bytearray, bytearray] | None
+    ) -> None:
+        self._buffer = buffer
+        self._readonly = readonly
+        self._sync_args = sync_args  # None: not a dma-buf (a memfd), nothing to synchronise
+        # None: not entered yet; (): ended
+        self._views: tuple[memoryview, memoryview] | tuple[()] | None = None
+
+    def __enter__(self) -> memoryview:
+        if self._views is not None:
+            raise UsageError("a cpu_access bracket is entered once; call cpu_access() again")
+        buffer = self._buffer
+        mapping = buffer._map  # None after close(), so a closed buffer is refused below
+        if mapping is None:
+            mapping = buffer._mapping()  # raises ClosedResourceError when closed
+        args = self._sync_args
+        if args is not None:
+            fd = buffer._fd
+            try:
+                _ioctl(fd, _SYNC, args[0], True)
+            except OSError as exc:
+                buffer._sync_failed(fd, args[0], exc)
+        # Views are made only after START succeeded, so a failed sync leaves none behind (an
+        # exported view would stop close() from unmapping).
+        view = memoryview(mapping)
+        user_view = view.toreadonly() if self._readonly else view
+        self._views = (view, user_view)
+        return user_view
+
+    def __exit__(self, *exc: object) -> None:
+        views = self._views
+        if not views:
+            return
+        self._views = ()
+        view, user_view = views
+        user_view.release()
+        view.release()
+        args = self._sync_args
+        if args is not None:
+            buffer = self._buffer
+            fd = buffer._fd
+            if fd < 0:
+                buffer.fileno()  # closed inside the block: raises ClosedResourceError
+            try:
+                _ioctl(fd, _SYNC, args[1], True)
+            except OSError as exc:
+                buffer._sync_failed(fd, args[1], exc)
 
 
 def check_name(name: str) -> None:

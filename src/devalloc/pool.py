@@ -53,7 +53,6 @@ import itertools
 import threading
 import time
 import warnings
-import weakref
 from collections import deque
 from collections.abc import Callable, Hashable
 from contextlib import AbstractContextManager
@@ -143,13 +142,21 @@ class PooledBuffer:
         size: bytes of the buffer (at least the pool's size: heaps round up to pages).
     """
 
+    # Lent at acquisition rate: no instance dict, and a __del__ safety net rather than a
+    # weakref.finalize (which alone cost more than a Lock + deque round trip, see bench/).
+    __slots__ = ("_slot", "owner", "pool", "size")
+
     def __init__(self, pool: BufferPool, slot: _Slot, owner: Hashable | None) -> None:
         self.pool = pool
         self.owner = owner
         self.size = slot.buffer.size
         self._slot: _Slot | None = slot
-        self._finalizer = weakref.finalize(self, pool._return_forgotten, slot)
-        self._finalizer.atexit = False
+
+    def __del__(self) -> None:
+        slot = self._slot
+        if slot is not None:
+            self._slot = None
+            self.pool._return_forgotten(slot)
 
     @property
     def buffer(self) -> Buffer:
@@ -185,10 +192,10 @@ class PooledBuffer:
 
     def release(self) -> None:
         """Give the buffer back to the pool. Idempotent."""
-        slot, self._slot = self._slot, None
+        slot = self._slot
         if slot is None:
             return
-        self._finalizer.detach()
+        self._slot = None
         self.pool._return(slot)
 
     close = release
@@ -269,8 +276,14 @@ class BufferPool:
         self.heap = heap
         self.grow = grow
         self.max_count = max_count if max_count is not None else count
-        self.zero_on_reuse: ZeroPolicy = zero_on_reuse
-        self._cond = threading.Condition(threading.Lock())
+        self._zero_on_reuse: ZeroPolicy = zero_on_reuse
+        self._zeroing = zero_on_reuse != "never"
+        self._always = zero_on_reuse == "always"
+        # One lock guards the state; ``with self._lock`` on the hot paths (the Condition's own
+        # __enter__ is a Python-level call), the Condition only to wait and wake.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._waiting = 0  # acquirers inside cond.wait: release notifies only when there are any
         self._free: deque[_Slot] = deque()
         self._orphans: deque[_Slot] = deque()  # slots of PooledBuffers the GC collected
         self._closed = False
@@ -384,27 +397,40 @@ class BufferPool:
             slot = self._take(timeout, deadline)
             if slot is None:
                 slot = self._grow()
-            elif not self._prepare(slot, owner):
+            elif (
+                # Reuse by the same owner, or with zeroing off, needs nothing: checked here
+                # rather than in _prepare because this is the hot path.
+                slot.dirty
+                and self._zeroing
+                and (self._always or owner is None or slot.owner is _NOBODY or slot.owner != owner)
+                and not self._prepare(slot, owner)
+            ):
                 continue  # evicted: take another
             slot.owner = owner if owner is not None else _NOBODY
             slot.dirty = True
-            lent = PooledBuffer(self, slot, owner)
-            with self._cond:
-                self._acquires += 1
-                self._in_use += 1
-                self._peak = max(self._peak, self._in_use)
-            return lent
+            return PooledBuffer(self, slot, owner)
 
     def _take(self, timeout: float | None, deadline: float | None) -> _Slot | None:
-        """A free slot, or None when the caller must allocate one (counted as allocating)."""
-        waited = False
-        with self._cond:
+        """A free slot, counted as lent; or None when the caller must allocate one (counted as
+        allocating; :meth:`_grow` counts it as lent)."""
+        with self._lock:
+            if self._free and not self._orphans and not self._closed:
+                # The common case, in one short locked section.
+                slot = self._free.pop()  # the most recently returned: warm, often same owner
+                self._acquires += 1
+                in_use = self._in_use = self._in_use + 1
+                if in_use > self._peak:
+                    self._peak = in_use
+                return slot
+            waited = False
             while True:
                 self._adopt_orphans()
                 if self._closed:
                     raise ClosedResourceError(f"buffer pool {self.name} is closed")
                 if self._free:
-                    return self._free.pop()  # the most recently returned: warm, often same owner
+                    slot = self._free.pop()
+                    self._lent()
+                    return slot
                 # Below max_count: growth, or (either way) the replacement of an evicted buffer.
                 if self._count + self._allocating < self.max_count:
                     self._allocating += 1
@@ -422,7 +448,24 @@ class BufferPool:
                 if not waited:
                     waited = True
                     self._waits += 1
-                self._cond.wait(_WAIT_SLICE if remaining is None else min(remaining, _WAIT_SLICE))
+                self._waiting += 1
+                try:
+                    self._cond.wait(
+                        _WAIT_SLICE if remaining is None else min(remaining, _WAIT_SLICE)
+                    )
+                finally:
+                    self._waiting -= 1
+
+    def _lent(self) -> None:
+        """Count one more buffer lent (lock held)."""
+        self._acquires += 1
+        self._in_use += 1
+        self._peak = max(self._peak, self._in_use)
+
+    def _unlent(self) -> None:
+        """Undo :meth:`_lent` for a slot that could not be lent after all (lock held)."""
+        self._acquires -= 1
+        self._in_use -= 1
 
     def _grow(self) -> _Slot:
         try:
@@ -439,11 +482,13 @@ class BufferPool:
                 raise ClosedResourceError(f"buffer pool {self.name} is closed")
             self._count += 1
             self._misses += 1
+            self._lent()
         return slot
 
     def _prepare(self, slot: _Slot, owner: Hashable | None) -> bool:
-        """Make a reused slot fit for ``owner``: False if it had to be evicted instead."""
-        if not slot.dirty or self.zero_on_reuse == "never":
+        """Make a reused (lent, dirty) slot fit for ``owner``: False if it had to be evicted
+        instead (and is no longer counted as lent)."""
+        if self.zero_on_reuse == "never":
             return True
         changed = owner is None or slot.owner is _NOBODY or slot.owner != owner
         try:
@@ -471,6 +516,7 @@ class BufferPool:
 
     def _evict(self, slot: _Slot) -> None:
         with self._cond:
+            self._unlent()
             self._count -= 1
             self._evictions += 1
             slot.buffer.close()
@@ -478,6 +524,7 @@ class BufferPool:
 
     def _put_back(self, slot: _Slot) -> None:
         with self._cond:
+            self._unlent()
             if self._closed:
                 self._count -= 1
                 slot.buffer.close()
@@ -488,9 +535,17 @@ class BufferPool:
     # -- release -----------------------------------------------------------------------------
 
     def _return(self, slot: _Slot) -> None:
-        with self._cond:
-            self._adopt_orphans()
-            self._give_back(slot)
+        with self._lock:
+            if self._orphans or self._closed:
+                self._adopt_orphans()
+                self._give_back(slot)
+                return
+            # _give_back's common case, inlined (the hot path)
+            self._in_use -= 1
+            self._releases += 1
+            self._free.append(slot)
+            if self._waiting:
+                self._cond.notify()
 
     def _give_back(self, slot: _Slot) -> None:
         """Take a lent slot back (lock held)."""
@@ -501,7 +556,8 @@ class BufferPool:
             slot.buffer.close()
         else:
             self._free.append(slot)
-            self._cond.notify()
+            if self._waiting:
+                self._cond.notify()
 
     def _return_forgotten(self, slot: _Slot) -> None:
         """The GC collected a PooledBuffer that was never released."""
@@ -546,6 +602,11 @@ class BufferPool:
                 zeroed_bytes=self._zeroed_bytes,
                 zero_ns=self._zero_ns,
             )
+
+    @property
+    def zero_on_reuse(self) -> ZeroPolicy:
+        """The zeroing policy, fixed when the pool was made."""
+        return self._zero_on_reuse
 
     @property
     def closed(self) -> bool:

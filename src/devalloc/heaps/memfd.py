@@ -66,7 +66,7 @@ class MemfdHeap:
         except OSError as exc:
             os.close(fd)
             raise error_from_oserror(exc, f"cannot size a memfd to {size} bytes") from exc
-        return Buffer(fd, exporter="memfd", dmabuf=False, size=size, writable=True)
+        return Buffer._adopt(fd, "memfd", "buffer from memfd", size, True, dmabuf=False)
 
     def close(self) -> None:
         """Nothing to release (memfd needs no device); present for the heap interface."""

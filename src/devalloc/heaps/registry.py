@@ -32,11 +32,11 @@ from __future__ import annotations
 import errno as _errno
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NoReturn, Protocol, Self
 
-from ..buffer import Buffer, check_name
+from ..buffer import Buffer, CloseHook, check_name
 from ..drm import drm_nodes
 from ..errors import (
     ClosedResourceError,
@@ -118,6 +118,7 @@ class NoHeapError(NoPlanError):
     :class:`Candidate` objects, each with its reasons."""
 
 
+_UNBOUNDED = 1 << 64
 _KIND_RANK = {"dma-heap": 0, "udmabuf": 1, "device": 2, "carveout": 3, "memfd": 4}
 
 
@@ -144,6 +145,19 @@ class _Entry:
     stats: HeapStats
     errno: int
     rank: tuple[int, int, int]
+    # The hot path of HeapRegistry.allocate, computed once: the backend's allocate(size) (its
+    # unnamed fast form when it has one), the largest size it takes (0: not accessible) and the
+    # close hook every buffer gets.
+    allocate: Callable[[int], Buffer] | None = None
+    max_size: int = 0
+    close_hooks: tuple[CloseHook, ...] = ()
+
+    def __post_init__(self) -> None:
+        backend = self.backend
+        if backend is not None:
+            self.allocate = getattr(backend, "allocate_unnamed", None) or backend.allocate
+            self.max_size = self.properties.max_size or _UNBOUNDED
+        self.close_hooks = (self.stats.record_close,)
 
 
 class HeapRegistry:
@@ -344,6 +358,34 @@ class HeapRegistry:
             PermissionDeniedError (or the errno's error): the heap is not accessible.
             KernelError: what the kernel said (counted as a failure in the heap's stats).
         """
+        entry = self._by_id.get(heap_id) if type(heap_id) is HeapId else None
+        if (
+            entry is None
+            or self._closed
+            or name is not None
+            or type(size) is not int
+            or not 0 < size <= self.cap
+            or size > entry.max_size  # 0 when the heap is not accessible
+        ):
+            # Everything but the common case: the full checks, each with its own message.
+            entry = self._checked_entry(heap_id, size, name)
+        stats = entry.stats
+        allocate, backend = entry.allocate, entry.backend
+        assert allocate is not None  # _checked_entry refused an inaccessible heap
+        assert backend is not None
+        start = time.perf_counter_ns()
+        try:
+            buf = allocate(size) if name is None else backend.allocate(size, name=name)
+        except Exception:
+            stats.record_failure()
+            raise
+        stats.record_allocation(buf.size, time.perf_counter_ns() - start)
+        # The buffer was made just now by the backend: no one else holds it yet.
+        hooks = buf._close_hooks
+        buf._close_hooks = (*hooks, *entry.close_hooks) if hooks else entry.close_hooks
+        return buf
+
+    def _checked_entry(self, heap_id: HeapId, size: int, name: str | None) -> _Entry:
         entry = self._entry(heap_id)
         props = entry.properties
         if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
@@ -362,22 +404,12 @@ class HeapRegistry:
             )
         if name is not None:
             check_name(name)
-        backend = entry.backend
-        if backend is None:
+        if entry.backend is None:
             raise error_from_errno(
                 entry.errno or _errno.EACCES,
                 f"heap {props.name} is not accessible: {props.reason}",
             )
-        stats = entry.stats
-        start = time.perf_counter_ns()
-        try:
-            buf = backend.allocate(size) if name is None else backend.allocate(size, name=name)
-        except Exception:
-            stats.record_failure()
-            raise
-        stats.record_allocation(buf.size, time.perf_counter_ns() - start)
-        buf.add_close_hook(stats.record_close)
-        return buf
+        return entry
 
     # -- counters --------------------------------------------------------------------------
 

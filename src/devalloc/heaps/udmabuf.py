@@ -37,6 +37,8 @@ UDMABUF_PATH = "/dev/udmabuf"
 SIZE_LIMIT_PARAM = "/sys/module/udmabuf/parameters/size_limit_mb"
 #: The module's default ``size_limit_mb``: 64 MiB per buffer.
 DEFAULT_SIZE_LIMIT = 64 << 20
+_MEMFD_FLAGS = os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING
+_U64 = 1 << 64
 
 
 class SupportsFileno(Protocol):
@@ -70,21 +72,24 @@ class Memfd(FdResource):
     """
 
     def __init__(self, size: int, *, name: str = "devalloc", seal_shrink: bool = True) -> None:
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        if type(size) is not int or size < 0:
             raise UsageError(f"memfd size must be a non-negative integer, not {size!r}")
         try:
-            fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+            fd = os.memfd_create(name, _MEMFD_FLAGS)
         except OSError as exc:
             raise error_from_oserror(exc, "memfd_create failed") from exc
-        super().__init__(fd, description=f"memfd {name}")
         try:
             os.ftruncate(fd, size)
             if seal_shrink:
-                self.add_seals(fcntl.F_SEAL_SHRINK)
-        except BaseException:
-            self.close()
-            raise
+                fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK)
+        except OSError as exc:
+            os.close(fd)
+            raise error_from_oserror(exc, f"cannot size and seal memfd {name}") from exc
+        # FdResource's attributes set here (this runs once per udmabuf allocation); _fd last.
+        self.description = f"memfd {name}"
+        self.path = None
         self.size = size
+        self._fd = fd
 
     def add_seals(self, seals: int) -> None:
         """Add F_SEAL_* seals (fcntl F_ADD_SEALS)."""
@@ -111,24 +116,27 @@ class UdmabufDevice(FdResource):
 
         ``memfd`` is only borrowed: the caller keeps owning it (the dma-buf holds the pages).
         """
-        fd = _borrow(memfd)
-        _check_range(offset, size)
-        arg = _uapi.udmabuf_create(
-            memfd=fd,
-            flags=_uapi.UDMABUF_FLAGS_CLOEXEC if cloexec else 0,
-            offset=offset,
-            size=size,
-        )
-        new_fd = ioctl(
-            self.fileno(),
-            _uapi.UDMABUF_CREATE,
-            arg,
-            name="UDMABUF_CREATE",
-            what=f"create a udmabuf of {size} bytes at offset {offset} of fd {fd}",
-            path=self.path,
-        )
+        fd = memfd if type(memfd) is int else _borrow(memfd)
+        if not (
+            type(offset) is int and type(size) is int and 0 <= offset < _U64 and 0 <= size < _U64
+        ):
+            _check_range(offset, size)
+        dev = self._fd
+        if dev < 0:
+            self.fileno()  # raises ClosedResourceError
+        # positional (memfd, flags, offset, size): keywords cost more than the ioctl's setup
+        arg = _uapi.udmabuf_create(fd, _uapi.UDMABUF_FLAGS_CLOEXEC if cloexec else 0, offset, size)
+        try:
+            new_fd = fcntl.ioctl(dev, _uapi.UDMABUF_CREATE, arg, True)
+        except OSError as exc:
+            raise error_from_oserror(
+                exc,
+                f"create a udmabuf of {size} bytes at offset {offset} of fd {fd}",
+                path=self.path,
+                operation="UDMABUF_CREATE",
+            ) from exc
         # udmabuf exports O_RDWR dma-bufs.
-        return Buffer(new_fd, exporter="udmabuf", size=size, writable=True)
+        return Buffer._adopt(new_fd, "udmabuf", "buffer from udmabuf", size, True)
 
     def create_list(
         self, ranges: Sequence[tuple[FdLike, int, int]], *, cloexec: bool = True
