@@ -62,6 +62,7 @@ _SYNC_ARGS: dict[str, tuple[bytearray, bytearray]] = {
     )
     for mode, flag in _SYNC_FLAGS.items()
 }
+_new_object = object.__new__
 _RETRY_ERRNOS = (errno.EINTR, errno.EAGAIN)
 _MAX_SYNC_RETRIES = 1000
 _ioctl = fcntl.ioctl
@@ -163,7 +164,12 @@ class Buffer(FdResource):
         UsageError: ``layout`` does not fit (the fd is closed before raising).
     """
 
-    # Class-level defaults keep construction cheap (buffers are made at allocation rate).
+    # Class-level defaults keep construction cheap (buffers are made at allocation rate) and let
+    # Buffer._adopt set only what differs between buffers.
+    is_dmabuf = True
+    protected = False
+    cpu_mappable = True
+    _writable = True
     _map: mmap.mmap | None = None
     _close_hooks: tuple[CloseHook, ...] = ()
     _layout: Layout | None = None
@@ -209,30 +215,17 @@ class Buffer(FdResource):
                 raise
 
     @classmethod
-    def _adopt(
-        cls,
-        fd: int,
-        exporter: str,
-        description: str,
-        size: int,
-        writable: bool,
-        protected: bool = False,
-        cpu_mappable: bool = True,
-        dmabuf: bool = True,
-    ) -> Self:
-        """The heaps' constructor (internal): ``fd`` is a dma-buf (or, with ``dmabuf=False``, a
-        memfd) the caller just got from the kernel, ``size`` and ``writable`` are known and
-        ``description`` is ``"buffer from " + exporter``, built once per heap. Nothing is
-        checked or asked of the kernel: this runs at allocation rate, where ``__init__``'s
+    def _adopt(cls, fd: int, exporter: str, description: str, size: int) -> Self:
+        """The heaps' constructor (internal): ``fd`` is a writable dma-buf fd the caller just got
+        from the kernel, ``size`` is known and ``description`` is ``"buffer from " + exporter``,
+        built once per heap. Nothing is checked or asked of the kernel, and the other attributes
+        keep their class defaults (a writable, CPU-mappable dma-buf); a caller whose buffer
+        differs sets them on the result. This runs at allocation rate, where ``__init__``'s
         keyword arguments and checks cost about as much as the kernel's own 4 KiB allocation."""
-        self = object.__new__(cls)
+        self = _new_object(cls)
         self.description = description
         self.exporter = exporter
-        self.is_dmabuf = dmabuf
-        self.protected = protected
-        self.cpu_mappable = cpu_mappable and not protected
         self.size = size
-        self._writable = writable
         self._fd = fd
         return self
 

@@ -69,6 +69,7 @@ _ZERO_POLICIES: tuple[ZeroPolicy, ...] = ("on-owner-change", "always", "never")
 #: The longest a waiter sleeps before looking again for buffers the GC returned.
 _WAIT_SLICE = 0.25
 _pool_numbers = itertools.count(1)
+_new_object = object.__new__
 
 
 class _Nobody:
@@ -196,7 +197,18 @@ class PooledBuffer:
         if slot is None:
             return
         self._slot = None
-        self.pool._return(slot)
+        pool = self.pool
+        with pool._lock:
+            if pool._orphans or pool._closed:
+                pool._adopt_orphans()
+                pool._give_back(slot)
+                return
+            # BufferPool._give_back's common case, inlined (the hot path)
+            pool._in_use -= 1
+            pool._releases += 1
+            pool._free.append(slot)
+            if pool._waiting:
+                pool._cond.notify()
 
     close = release
 
@@ -392,19 +404,51 @@ class BufferPool:
             hash(owner)
         except TypeError:
             raise UsageError(f"pool {self.name}: owner must be hashable, not {owner!r}") from None
+        with self._lock:
+            if self._free and not self._orphans and not self._closed:
+                # The common case, in one short locked section (_take's first branch, inlined:
+                # this is the hot path).
+                slot = self._free.pop()  # the most recently returned: warm, often same owner
+                self._acquires += 1
+                in_use = self._in_use = self._in_use + 1
+                if in_use > self._peak:
+                    self._peak = in_use
+            else:
+                slot = None
+        if slot is None or (
+            # Reuse by the same owner, or with zeroing off, needs nothing more.
+            slot.dirty
+            and self._zeroing
+            and (self._always or owner is None or slot.owner is _NOBODY or slot.owner != owner)
+        ):
+            return self._acquire_slow(slot, timeout, owner)
+        slot.owner = owner if owner is not None else _NOBODY
+        slot.dirty = True
+        lent = _new_object(PooledBuffer)  # PooledBuffer.__init__'s work, without the call
+        lent.pool = self
+        lent.owner = owner
+        lent.size = slot.buffer.size
+        lent._slot = slot
+        return lent
+
+    def _acquire_slow(
+        self, slot: _Slot | None, timeout: float | None, owner: Hashable | None
+    ) -> PooledBuffer:
+        """Everything but the common case: ``slot`` (taken and counted as lent) needs zeroing or
+        an eviction check, or there was none free (wait, grow, or adopt the GC's returns)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            slot = self._take(timeout, deadline)
+            if slot is None:
+                slot = self._take(timeout, deadline)
             if slot is None:
                 slot = self._grow()
             elif (
-                # Reuse by the same owner, or with zeroing off, needs nothing: checked here
-                # rather than in _prepare because this is the hot path.
                 slot.dirty
                 and self._zeroing
                 and (self._always or owner is None or slot.owner is _NOBODY or slot.owner != owner)
                 and not self._prepare(slot, owner)
             ):
+                slot = None
                 continue  # evicted: take another
             slot.owner = owner if owner is not None else _NOBODY
             slot.dirty = True
@@ -533,19 +577,6 @@ class BufferPool:
                 self._cond.notify()
 
     # -- release -----------------------------------------------------------------------------
-
-    def _return(self, slot: _Slot) -> None:
-        with self._lock:
-            if self._orphans or self._closed:
-                self._adopt_orphans()
-                self._give_back(slot)
-                return
-            # _give_back's common case, inlined (the hot path)
-            self._in_use -= 1
-            self._releases += 1
-            self._free.append(slot)
-            if self._waiting:
-                self._cond.notify()
 
     def _give_back(self, slot: _Slot) -> None:
         """Take a lent slot back (lock held)."""

@@ -3,6 +3,7 @@ read-only imports, names, protected flags, layouts, and garbage collection of im
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import gc
 import os
@@ -104,6 +105,25 @@ def test_a_protected_import_is_not_mapped(system_heap: DmaHeap) -> None:
             pass
         assert imported._map is None
         assert imported.info().exp_name == "system"  # still a dma-buf to hand to devices
+
+
+@pytest.mark.parametrize(
+    ("protected", "message"),
+    [(True, "protected memory"), (False, "memory the CPU cannot map")],
+)
+def test_a_heap_s_properties_reach_its_buffers(
+    system_heap: DmaHeap, protected: bool, message: str
+) -> None:
+    # A heap whose properties say protected (or not CPU-mappable) hands out buffers that refuse
+    # CPU access: the system heap opened with such properties shows the allocation path.
+    props = dataclasses.replace(system_heap.properties, protected=protected, cpu_mappable=False)
+    with DmaHeap(system_heap.path or "", properties=props) as heap, heap.allocate(PAGE) as buf:
+        assert (buf.protected, buf.cpu_mappable) == (protected, False)
+        with pytest.raises(UsageError, match=message):
+            buf.cpu_access("r")
+        assert buf.info().exp_name == "system"
+    with system_heap.allocate(PAGE) as plain:
+        assert (plain.protected, plain.cpu_mappable, plain._writable) == (False, True, True)
 
 
 def test_a_layout_travels_with_an_import(system_heap: DmaHeap) -> None:

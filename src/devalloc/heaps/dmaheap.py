@@ -68,6 +68,7 @@ class DmaHeap(FdResource):
         self._buffer_description = f"buffer from {self._exporter}"
         self._protected = self.properties.protected is True
         self._cpu_mappable = self.properties.cpu_mappable is not False
+        self._special = self._protected or not self._cpu_mappable
         fd = open_fd(path, os.O_RDONLY, what=f"dma-heap {self.name}")
         super().__init__(fd, description=f"dma-heap {self.name}", path=path)
 
@@ -119,15 +120,18 @@ class DmaHeap(FdResource):
                 path=self.path,
                 operation="DMA_HEAP_IOCTL_ALLOC",
             ) from exc
-        return Buffer._adopt(
+        buf = Buffer._adopt(
             _unpack_fd(data, _FD_OFFSET)[0],
             self._exporter,
             self._buffer_description,
             (length + _PAGE_MASK) & ~_PAGE_MASK,
-            fd_flags is _DEFAULT_FD_FLAGS or (fd_flags & os.O_ACCMODE) != os.O_RDONLY,
-            self._protected,
-            self._cpu_mappable,
         )
+        if self._special:  # a protected or unmappable heap
+            buf.protected = self._protected
+            buf.cpu_mappable = self._cpu_mappable and not self._protected
+        if fd_flags is not _DEFAULT_FD_FLAGS and (fd_flags & os.O_ACCMODE) == os.O_RDONLY:
+            buf._writable = False
+        return buf
 
 
 class DmaHeapBackend:

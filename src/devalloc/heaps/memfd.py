@@ -66,7 +66,9 @@ class MemfdHeap:
         except OSError as exc:
             os.close(fd)
             raise error_from_oserror(exc, f"cannot size a memfd to {size} bytes") from exc
-        return Buffer._adopt(fd, "memfd", "buffer from memfd", size, True, dmabuf=False)
+        buf = Buffer._adopt(fd, "memfd", "buffer from memfd", size)
+        buf.is_dmabuf = False
+        return buf
 
     def close(self) -> None:
         """Nothing to release (memfd needs no device); present for the heap interface."""

@@ -157,7 +157,7 @@ class _Entry:
         if backend is not None:
             self.allocate = getattr(backend, "allocate_unnamed", None) or backend.allocate
             self.max_size = self.properties.max_size or _UNBOUNDED
-        self.close_hooks = (self.stats.record_close,)
+        self.close_hooks = (self.stats.close_hook,)
 
 
 class HeapRegistry:

@@ -91,10 +91,12 @@ class HeapStats:
     """Thread-safe live counters of one heap. The registry updates them; read with
     :meth:`snapshot`.
 
-    The hot path takes no lock: an allocation appends its size (and its latency) and a close
-    appends minus its size to a log (``deque.append`` is atomic), which :meth:`snapshot`, or the
+    The hot path takes no lock: an allocation appends minus its size (and its latency) and a
+    close appends its size to a log (``deque.append`` is atomic), which :meth:`snapshot`, or the
     hot path once the log holds :data:`FOLD_AT` events, folds into the totals in order with a few
     C-level passes. The log's order is the order the events happened, so the peak is exact.
+    (Closes are the positive events so that :attr:`close_hook` can be the log's own ``append``:
+    a buffer's close then runs no Python function for the accounting.)
     """
 
     __slots__ = (
@@ -107,6 +109,7 @@ class HeapStats:
         "_lock",
         "_log",
         "_peak_bytes",
+        "close_hook",
     )
 
     def __init__(self) -> None:
@@ -119,18 +122,20 @@ class HeapStats:
         self._allocations = 0
         self._failures = 0
         self._latency = [0] * BUCKETS
+        #: ``record_close`` as a C-level callable (``hook(size)``): the log's append.
+        self.close_hook = self._log.append
 
     def record_allocation(self, size: int, latency_ns: int) -> None:
         """A buffer of ``size`` bytes (> 0) was allocated in ``latency_ns`` nanoseconds."""
         self._latency_log.append(latency_ns)
         log = self._log
-        log.append(size)
+        log.append(-size)
         if len(log) >= FOLD_AT:
             self._fold()
 
     def record_close(self, size: int) -> None:
         """A buffer of ``size`` bytes was closed (by its owner or the garbage collector)."""
-        self._log.append(-size)
+        self._log.append(size)
 
     def record_failure(self) -> None:
         """An allocation reached the heap and failed."""
@@ -144,10 +149,11 @@ class HeapStats:
             events = list(islice(iter(log.popleft, None), len(log)))
             latencies = list(islice(iter(latency_log.popleft, None), len(latency_log)))
             if events:
-                running = list(accumulate(events, initial=self._live_bytes))
-                self._peak_bytes = max(self._peak_bytes, max(running))
-                self._live_bytes = running[-1]
-                allocated = sum(map((0).__lt__, events))
+                # minus the live bytes after each event (allocations are the negative events)
+                running = list(accumulate(events, initial=-self._live_bytes))
+                self._peak_bytes = max(self._peak_bytes, -min(running))
+                self._live_bytes = -running[-1]
+                allocated = sum(map((0).__gt__, events))
                 self._allocations += allocated
                 self._live_buffers += 2 * allocated - len(events)
             buckets = self._latency

@@ -136,7 +136,7 @@ class UdmabufDevice(FdResource):
                 operation="UDMABUF_CREATE",
             ) from exc
         # udmabuf exports O_RDWR dma-bufs.
-        return Buffer._adopt(new_fd, "udmabuf", "buffer from udmabuf", size, True)
+        return Buffer._adopt(new_fd, "udmabuf", "buffer from udmabuf", size)
 
     def create_list(
         self, ranges: Sequence[tuple[FdLike, int, int]], *, cloexec: bool = True
