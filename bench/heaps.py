@@ -438,6 +438,18 @@ def profile_steps(source: str) -> list[tuple[str, str, Setup]]:
 
         return run
 
+    def buffer_adopt(stack: ExitStack, size: int) -> RunFn:
+        fd = with_spare_fd(stack, size)
+        exporter = source_name(source)
+        description = f"buffer from {exporter}"
+        adopt = Buffer._adopt
+
+        def run(n: int) -> None:
+            for _ in range(n):
+                adopt(os.dup(fd), exporter, description, size).close()
+
+        return run
+
     def buffer_inspect(stack: ExitStack, size: int) -> RunFn:
         fd = with_spare_fd(stack, size)
         exporter = source_name(source)
@@ -620,6 +632,7 @@ def profile_steps(source: str) -> list[tuple[str, str, Setup]]:
     steps += [
         ("os.close(os.dup(fd))", "dup + close of a buffer fd", dup_close),
         ("Buffer(dup, size=...).close()", "Buffer with the size given", buffer_known),
+        ("Buffer._adopt(dup, ...).close()", "the heaps' constructor", buffer_adopt),
         ("Buffer(dup).close()", "Buffer that inspects the fd (lseek + F_GETFL)", buffer_inspect),
         ("os.lseek(fd, 0, SEEK_END)", "one syscall Buffer makes without size=", lseek),
         ("fcntl(fd, F_GETFL)", "one syscall Buffer makes without writable=", getfl),

@@ -359,7 +359,13 @@ class Buffer(FdResource):
         args = _SYNC_ARGS.get(mode)
         if args is None or not self.cpu_mappable or (mode != "r" and not self._writable):
             self._refuse_access(mode)
-        return CpuAccess(self, mode == "r", args if self.is_dmabuf else None)
+        # CpuAccess.__init__'s work without the call (this runs once per access)
+        access = _new_object(CpuAccess)
+        access._buffer = self
+        access._readonly = mode == "r"
+        access._sync_args = args if self.is_dmabuf else None
+        access._views = None
+        return access
 
     def _refuse_access(self, mode: object) -> None:
         if mode not in _SYNC_ARGS:
