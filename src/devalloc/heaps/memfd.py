@@ -19,6 +19,11 @@ from ..buffer import Buffer
 from ..errors import UsageError, error_from_oserror
 from .properties import HeapProperties
 
+_PAGE_MASK = os.sysconf("SC_PAGE_SIZE") - 1
+_MFD_CLOEXEC = os.MFD_CLOEXEC
+_memfd_create = os.memfd_create
+_ftruncate = os.ftruncate
+
 
 class MemfdHeap:
     """Allocates memfd-backed buffers (``memfd_create`` + ``ftruncate``).
@@ -42,7 +47,6 @@ class MemfdHeap:
             location="system",
             device_importable=False,
         )
-        self._page = os.sysconf("SC_PAGE_SIZE")
 
     def allocate(self, length: int, *, name: str | None = None) -> Buffer:
         """A zero-filled, CPU-accessible buffer of ``length`` bytes (rounded up to a page).
@@ -50,19 +54,21 @@ class MemfdHeap:
         Args:
             name: the memfd's name (shown in /proc/PID/fd as ``/memfd:NAME``).
         """
-        if not isinstance(length, int) or isinstance(length, bool) or length <= 0:
-            raise UsageError(f"memfd: length must be a positive integer, not {length!r}")
-        if name is not None and (not isinstance(name, str) or "\0" in name):
-            raise UsageError(f"memfd: name must be a string without NUL, not {name!r}")
-        size = -(-length // self._page) * self._page
+        # The common case (an int length, no name) is checked first: this runs at allocation rate.
+        if not (type(length) is int and length > 0 and name is None):
+            if not isinstance(length, int) or isinstance(length, bool) or length <= 0:
+                raise UsageError(f"memfd: length must be a positive integer, not {length!r}")
+            if name is not None and (not isinstance(name, str) or "\0" in name):
+                raise UsageError(f"memfd: name must be a string without NUL, not {name!r}")
+        size = (length + _PAGE_MASK) & ~_PAGE_MASK
         # memfd_create + ftruncate directly (not Memfd): no seals are needed for CPU-only
         # buffers, and this path runs at allocation rate.
         try:
-            fd = os.memfd_create(name or "devalloc", os.MFD_CLOEXEC)
+            fd = _memfd_create(name or "devalloc", _MFD_CLOEXEC)
         except OSError as exc:
             raise error_from_oserror(exc, f"memfd_create for a {size}-byte buffer failed") from exc
         try:
-            os.ftruncate(fd, size)
+            _ftruncate(fd, size)
         except OSError as exc:
             os.close(fd)
             raise error_from_oserror(exc, f"cannot size a memfd to {size} bytes") from exc
