@@ -188,16 +188,14 @@ class Buffer(FdResource):
         cpu_mappable: bool = True,
         layout: Layout | None = None,
     ) -> None:
-        # Set up here rather than in FdResource.__init__ (fewer calls at allocation rate);
-        # ``_fd`` is set last, so a failure half-way leaves nothing for __del__ to do.
-        self._fd = -1
+        # Set up here rather than in FdResource.__init__ (fewer calls at allocation rate), in
+        # _adopt's order, with only what differs from the class defaults: then every buffer
+        # shares one attribute layout. ``_fd`` (class default -1) is set once the fd is known
+        # good, so a failure half-way leaves nothing for __del__ to do.
         if not isinstance(fd, int) or isinstance(fd, bool) or fd < 0:
             raise ValueError(f"buffer from {exporter}: not a file descriptor: {fd!r}")
         self.description = f"buffer from {exporter}"
         self.exporter = exporter
-        self.is_dmabuf = dmabuf
-        self.protected = protected
-        self.cpu_mappable = cpu_mappable and not protected
         try:
             self.size = size if size is not None else os.lseek(fd, 0, os.SEEK_END)
             if writable is None:
@@ -205,8 +203,15 @@ class Buffer(FdResource):
         except OSError as exc:
             os.close(fd)
             raise error_from_oserror(exc, f"cannot inspect {self.description}") from exc
-        self._writable = writable
         self._fd = fd
+        if not dmabuf:
+            self.is_dmabuf = False
+        if protected:
+            self.protected = True
+        if protected or not cpu_mappable:
+            self.cpu_mappable = False
+        if not writable:
+            self._writable = False
         if layout is not None:
             try:
                 self.attach_layout(layout)
