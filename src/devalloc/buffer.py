@@ -364,8 +364,7 @@ class Buffer(FdResource):
         args = _SYNC_ARGS.get(mode)
         if args is None or not self.cpu_mappable or (mode != "r" and not self._writable):
             self._refuse_access(mode)
-        # CpuAccess.__init__'s work without the call (this runs once per access)
-        access = _new_object(CpuAccess)
+        access = _new_object(CpuAccess)  # its fields set here (see CpuAccess)
         access._buffer = self
         access._readonly = mode == "r"
         access._sync_args = args if self.is_dmabuf else None
@@ -518,14 +517,12 @@ class CpuAccess:
 
     __slots__ = ("_buffer", "_readonly", "_sync_args", "_views")
 
-    def __init__(
-        self, buffer: Buffer, readonly: bool, sync_args: tuple[bytearray, bytearray] | None
-    ) -> None:
-        self._buffer = buffer
-        self._readonly = readonly
-        self._sync_args = sync_args  # None: not a dma-buf (a memfd), nothing to synchronise
-        # None: not entered yet; (): ended
-        self._views: tuple[memoryview, memoryview] | tuple[()] | None = None
+    # Made only by Buffer.cpu_access, which sets the fields itself (no __init__ call: this runs
+    # once per access).
+    _buffer: Buffer
+    _readonly: bool
+    _sync_args: tuple[bytearray, bytearray] | None  # None: not a dma-buf, nothing to synchronise
+    _views: tuple[memoryview, memoryview] | tuple[()] | None  # None: not entered; (): ended
 
     def __enter__(self) -> memoryview:
         if self._views is not None:

@@ -144,14 +144,14 @@ class PooledBuffer:
     """
 
     # Lent at acquisition rate: no instance dict, and a __del__ safety net rather than a
-    # weakref.finalize (which alone cost more than a Lock + deque round trip, see bench/).
+    # weakref.finalize (which alone cost more than a Lock + deque round trip, see bench/). Made
+    # only by BufferPool.acquire, which sets the fields itself.
     __slots__ = ("_slot", "owner", "pool", "size")
 
-    def __init__(self, pool: BufferPool, slot: _Slot, owner: Hashable | None) -> None:
-        self.pool = pool
-        self.owner = owner
-        self.size = slot.buffer.size
-        self._slot: _Slot | None = slot
+    pool: BufferPool
+    owner: Hashable | None
+    size: int
+    _slot: _Slot | None
 
     def __del__(self) -> None:
         slot = self._slot
@@ -421,9 +421,11 @@ class BufferPool:
             and self._zeroing
             and (self._always or owner is None or slot.owner is _NOBODY or slot.owner != owner)
         ):
-            return self._acquire_slow(slot, timeout, owner)
+            slot = self._acquire_slow(slot, timeout, owner)
         slot.owner = owner if owner is not None else _NOBODY
         slot.dirty = True
+        # The only place a PooledBuffer is made: its fields set directly (no __init__ call on
+        # the hot path).
         lent = _new_object(PooledBuffer)  # PooledBuffer.__init__'s work, without the call
         lent.pool = self
         lent.owner = owner
@@ -433,9 +435,10 @@ class BufferPool:
 
     def _acquire_slow(
         self, slot: _Slot | None, timeout: float | None, owner: Hashable | None
-    ) -> PooledBuffer:
+    ) -> _Slot:
         """Everything but the common case: ``slot`` (taken and counted as lent) needs zeroing or
-        an eviction check, or there was none free (wait, grow, or adopt the GC's returns)."""
+        an eviction check, or there was none free (wait, grow, or adopt the GC's returns).
+        Returns a slot counted as lent and fit for ``owner``."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if slot is None:
@@ -450,22 +453,12 @@ class BufferPool:
             ):
                 slot = None
                 continue  # evicted: take another
-            slot.owner = owner if owner is not None else _NOBODY
-            slot.dirty = True
-            return PooledBuffer(self, slot, owner)
+            return slot
 
     def _take(self, timeout: float | None, deadline: float | None) -> _Slot | None:
         """A free slot, counted as lent; or None when the caller must allocate one (counted as
         allocating; :meth:`_grow` counts it as lent)."""
         with self._lock:
-            if self._free and not self._orphans and not self._closed:
-                # The common case, in one short locked section.
-                slot = self._free.pop()  # the most recently returned: warm, often same owner
-                self._acquires += 1
-                in_use = self._in_use = self._in_use + 1
-                if in_use > self._peak:
-                    self._peak = in_use
-                return slot
             waited = False
             while True:
                 self._adopt_orphans()
