@@ -1,4 +1,4 @@
-"""devalloc.kms without a KMS device: modes and their blob bytes, the fourcc-list blob, atomic
+"""devalloc.drm.kms without a KMS device: modes and their blob bytes, the fourcc-list blob, atomic
 request packing (with a property table standing in for the kernel's), writeback constraints, the
 test pattern and the pixel comparison, and out-fence waiting on a pipe."""
 
@@ -16,10 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devalloc.drm import DrmPlane
-from devalloc.errors import TimedOutError, UsageError
-from devalloc.formats import fourcc_code
-from devalloc.formats.modifier import DRM_FORMAT_MOD_LINEAR
-from devalloc.kms import (
+from devalloc.drm.kms import (
     AtomicRequest,
     Connector,
     Crtc,
@@ -32,6 +29,9 @@ from devalloc.kms import (
     pattern_row,
     writeback_constraints,
 )
+from devalloc.errors import TimedOutError, UsageError
+from devalloc.formats import fourcc_code
+from devalloc.formats.modifier import DRM_FORMAT_MOD_LINEAR
 from devalloc.uapi import drm as uapi
 
 from .conftest import assert_fd_closed

@@ -1,9 +1,9 @@
-"""Host tests of devalloc.m2m's pure parts and of the kernel tests' pixel models.
+"""Host tests of devalloc.v4l2.m2m's pure parts and of the kernel tests' pixel models.
 
 Example:
     >>> # .venv/bin/pytest -q tests/test_m2m_pure.py
 
-The converter search (:func:`devalloc.m2m.find_converter`, :func:`propose_converted_path`,
+The converter search (:func:`devalloc.v4l2.m2m.find_converter`, :func:`propose_converted_path`,
 :func:`plan_misfits`) runs on the bundled profiles and on hand-made constraints; node lookup by
 name runs over a fake sysfs tree; the pixel models of tests/kernel/_pixels.py are checked
 against straightforward per-pixel versions with hypothesis.
@@ -22,7 +22,9 @@ from hypothesis import strategies as st
 from devalloc.constraints import Constraints, MemoryRules, load_constraints
 from devalloc.errors import NoDeviceError, UsageError
 from devalloc.formats import DRM_FORMAT_MOD_LINEAR, LayoutRules, lookup_format
-from devalloc.m2m import (
+from devalloc.negotiate import negotiate, propose_copy_path
+from devalloc.uapi.videodev2 import V4L2_EVENT_SRC_CH_RESOLUTION, V4l2EventType
+from devalloc.v4l2.m2m import (
     Converter,
     ConverterChoice,
     V4l2Event,
@@ -33,8 +35,6 @@ from devalloc.m2m import (
     v4l2_node_by_name,
     v4l2_nodes_by_name,
 )
-from devalloc.negotiate import negotiate, propose_copy_path
-from devalloc.uapi.videodev2 import V4L2_EVENT_SRC_CH_RESOLUTION, V4l2EventType
 
 from .kernel._pixels import (
     codec_frame,

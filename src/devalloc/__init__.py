@@ -11,6 +11,13 @@ Example:
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
+import importlib.machinery
+import sys
+import types
+from collections.abc import Sequence
+
 from .buffer import AccessMode as AccessMode
 from .buffer import Buffer as Buffer
 from .buffer import DmaBufInfo as DmaBufInfo
@@ -26,3 +33,28 @@ from .heaps.udmabuf import UdmabufDevice as UdmabufDevice
 from .system import survey as survey
 
 __version__ = "0.1.0"
+
+# Modules that moved into subsystem packages keep their old import paths: ``import devalloc.kms``
+# gives the module ``devalloc.drm.kms`` itself (one module object, not a copy), loaded on first use.
+_MOVED = {"devalloc.kms": "devalloc.drm.kms", "devalloc.m2m": "devalloc.v4l2.m2m"}
+
+
+class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Resolves the old names in :data:`_MOVED` to the modules at their new paths."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in _MOVED:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, self)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        return importlib.import_module(_MOVED[spec.name])
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        """Nothing to run: the module was executed under its new name."""
+
+
+if not any(isinstance(finder, _MovedModuleFinder) for finder in sys.meta_path):
+    sys.meta_path.append(_MovedModuleFinder())

@@ -41,9 +41,9 @@ from devalloc.devices.discover import V4l2Info, discover_v4l2
 from devalloc.errors import ClosedResourceError, KernelError, NoPlanError, UsageError
 from devalloc.formats import DRM_FORMAT_MOD_LINEAR, LayoutRules, lookup_format
 from devalloc.heaps.dmaheap import DmaHeap
-from devalloc.m2m import M2mSession, v4l2_node_by_name, v4l2_nodes_by_name
 from devalloc.negotiate import negotiate
 from devalloc.uapi.videodev2 import V4l2BufFlag, V4l2BufType, V4l2EventType, V4l2FmtFlag
+from devalloc.v4l2.m2m import M2mSession, v4l2_node_by_name, v4l2_nodes_by_name
 
 from ._pixels import codec_frame, diff_stats, nv12_to_planes, yuv420_planes
 

@@ -2,7 +2,7 @@
 
 vimc's ``RGB/YUV Capture`` node captures RGB3 (V4L2 RGB24, DRM BGR888); vkms' planes scan out
 ARGB8888, XRGB8888, XRGB16161616, ARGB16161616 and RGB565, so one buffer cannot serve both and
-negotiation proposes a copy path. :func:`devalloc.m2m.propose_converted_path` negotiates each
+negotiation proposes a copy path. :func:`devalloc.v4l2.m2m.propose_converted_path` negotiates each
 side together with vim2m's queues (OUTPUT: RGB565, BGR888, RGB888; CAPTURE: those and YUYV),
 which picks RGB565 for the display side; then vimc captures into the first buffer set, vim2m
 imports it on its OUTPUT queue and writes the second set imported on its CAPTURE queue, and the
@@ -42,7 +42,11 @@ from devalloc.devices.discover import Discovery, DrmInfo, discover
 from devalloc.errors import KernelError, NoPlanError
 from devalloc.formats import DRM_FORMAT_MOD_LINEAR, lookup_format
 from devalloc.heaps.dmaheap import DmaHeap
-from devalloc.m2m import (
+from devalloc.negotiate import NegotiationError, negotiate, propose_copy_path
+from devalloc.uapi import videodev2 as uapi
+from devalloc.uapi.videodev2 import V4l2BufType
+from devalloc.v4l2 import DmabufPlane, V4l2Device
+from devalloc.v4l2.m2m import (
     Converter,
     M2mSession,
     converter_misfits,
@@ -50,10 +54,6 @@ from devalloc.m2m import (
     propose_converted_path,
     v4l2_node_by_name,
 )
-from devalloc.negotiate import NegotiationError, negotiate, propose_copy_path
-from devalloc.uapi import videodev2 as uapi
-from devalloc.uapi.videodev2 import V4l2BufType
-from devalloc.v4l2 import DmabufPlane, V4l2Device
 
 from ._pixels import diff_stats, rgb24_to_rgb565, vim2m_rgb24_to_rgb565
 
@@ -391,7 +391,7 @@ def test_vimc_to_vim2m_to_rgb565_pixels(
 
 @pytest.mark.needs("vkms", "kms")
 def test_the_converted_buffer_becomes_a_vkms_framebuffer(heap: DmaHeap, found: Discovery) -> None:
-    from devalloc.kms import KmsDevice
+    from devalloc.drm.kms import KmsDevice
 
     choice = propose_converted_path(
         [vimc_constraints(found)], [vkms_constraints(found)], [vim2m_converter(found)], W, H

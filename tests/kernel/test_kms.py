@@ -36,6 +36,17 @@ from devalloc.buffer import Buffer
 from devalloc.constraints import Constraints, CpuAccess
 from devalloc.devices.discover import DrmInfo, discover_drm
 from devalloc.drm import DrmPlane, Framebuffer
+from devalloc.drm.kms import (
+    AtomicRequest,
+    KmsDevice,
+    Mode,
+    Output,
+    PropertyBlob,
+    compare_xrgb8888,
+    draw_pattern,
+    pattern_row,
+    writeback_constraints,
+)
 from devalloc.errors import (
     InvalidArgumentError,
     NoDeviceError,
@@ -47,17 +58,6 @@ from devalloc.errors import (
 from devalloc.formats import fourcc_code, layout
 from devalloc.formats.modifier import DRM_FORMAT_MOD_LINEAR
 from devalloc.heaps.dmaheap import DmaHeap
-from devalloc.kms import (
-    AtomicRequest,
-    KmsDevice,
-    Mode,
-    Output,
-    PropertyBlob,
-    compare_xrgb8888,
-    draw_pattern,
-    pattern_row,
-    writeback_constraints,
-)
 from devalloc.negotiate import Plan, negotiate
 from devalloc.uapi import drm as uapi_drm
 

@@ -40,18 +40,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
-from ._fd import FdResource, ioctl, open_fd
-from .buffer import Buffer
-from .errors import (
+from .._fd import FdResource, ioctl, open_fd
+from ..buffer import Buffer
+from ..errors import (
     ClosedResourceError,
     DevallocError,
     NotFoundError,
     UsageError,
     error_from_errno,
 )
-from .formats.fourcc import fourcc_to_str
-from .formats.modifier import DRM_FORMAT_MOD_LINEAR
-from .uapi import drm as _uapi
+from ..formats.fourcc import fourcc_to_str
+from ..formats.modifier import DRM_FORMAT_MOD_LINEAR
+from ..uapi import drm as _uapi
 
 DRI_DIR = "/dev/dri"
 #: Two-pass KMS queries retry this often when the kernel's counts change in between.

@@ -46,15 +46,15 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Self
 
-from ._fd import FdResource
-from .buffer import Buffer
-from .constraints import Constraints
-from .drm import DeviceObject, DrmDevice, DrmPlane, DrmProperty, Framebuffer, GemHandle
-from .errors import DevallocError, UsageError, error_from_errno
-from .formats import Layout, lookup_format
-from .formats.fourcc import fourcc_to_str
-from .formats.modifier import DRM_FORMAT_MOD_LINEAR
-from .uapi import drm as _uapi
+from .._fd import FdResource
+from ..buffer import Buffer
+from ..constraints import Constraints
+from ..errors import DevallocError, UsageError, error_from_errno
+from ..formats import Layout, lookup_format
+from ..formats.fourcc import fourcc_to_str
+from ..formats.modifier import DRM_FORMAT_MOD_LINEAR
+from ..uapi import drm as _uapi
+from .device import DeviceObject, DrmDevice, DrmPlane, DrmProperty, Framebuffer, GemHandle
 
 __all__ = [
     "CONNECTOR_TYPE_NAMES",

@@ -42,13 +42,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
-from ._fd import FdResource, ioctl, open_fd
-from .buffer import Buffer
-from .errors import ClosedResourceError, KernelError, UsageError, error_from_errno
-from .formats.fourcc import fourcc_to_str
-from .formats.v4l2 import v4l2_fourcc
-from .uapi import videodev2 as _uapi
-from .uapi.videodev2 import V4l2BufCap, V4l2BufFlag, V4l2BufType, V4l2Cap, V4l2Field, V4l2Memory
+from .._fd import FdResource, ioctl, open_fd
+from ..buffer import Buffer
+from ..errors import ClosedResourceError, KernelError, UsageError, error_from_errno
+from ..formats.fourcc import fourcc_to_str
+from ..formats.v4l2 import v4l2_fourcc
+from ..uapi import videodev2 as _uapi
+from ..uapi.videodev2 import V4l2BufCap, V4l2BufFlag, V4l2BufType, V4l2Cap, V4l2Field, V4l2Memory
 
 __all__ = [
     "SYSFS_V4L2",

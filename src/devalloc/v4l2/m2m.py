@@ -48,20 +48,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, Self
 
-from ._fd import ioctl
-from .buffer import Buffer
-from .constraints import Constraints, CpuAccess
-from .errors import (
+from .._fd import ioctl
+from ..buffer import Buffer
+from ..constraints import Constraints, CpuAccess
+from ..errors import (
     ClosedResourceError,
     KernelError,
     NoPlanError,
     UsageError,
     error_from_errno,
 )
-from .formats import drm_to_v4l2
-from .negotiate import Plan, try_negotiate
-from .uapi import videodev2 as _uapi
-from .uapi.videodev2 import (
+from ..formats import drm_to_v4l2
+from ..negotiate import Plan, try_negotiate
+from ..uapi import videodev2 as _uapi
+from ..uapi.videodev2 import (
     V4l2BufFlag,
     V4l2BufType,
     V4l2Cap,
@@ -69,7 +69,7 @@ from .uapi.videodev2 import (
     V4l2EncCmd,
     V4l2EventType,
 )
-from .v4l2 import (
+from .device import (
     SYSFS_V4L2,
     DmabufPlane,
     DmabufQueue,
