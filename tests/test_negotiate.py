@@ -704,3 +704,77 @@ def test_min_pitch_on_a_tiled_modifier_steps_in_tile_widths() -> None:
     assert list(acceptable_pairs([alone, stricter], 1, 1)) == [y_tiled]
     plan = negotiate([alone], 1, 1)
     assert [p.pitch for p in plan.layout.planes] == [384, 384]
+
+
+# ---------------------------------------------------------------------------------------------
+# The package's modules import each other one way.
+
+
+def _package_imports() -> dict[str, set[str]]:
+    """negotiate/*.py -> the sibling modules it imports (at the top, in functions, or for type
+    checking only: every import counts)."""
+    import ast
+    from pathlib import Path
+
+    import devalloc.negotiate as package
+
+    folder = Path(package.__file__).parent
+    modules = {path.stem for path in folder.glob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for path in folder.glob("*.py"):
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                names = [node.module] if node.module else [a.name for a in node.names]
+                edges.update(n.split(".")[0] for n in names if n.split(".")[0] in modules)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                parts = node.module.split(".")
+                if parts[:2] == ["devalloc", "negotiate"] and len(parts) > 2:
+                    edges.add(parts[2])
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    parts = alias.name.split(".")
+                    if parts[:2] == ["devalloc", "negotiate"] and len(parts) > 2:
+                        edges.add(parts[2])
+        edges.discard(path.stem)
+        graph[path.stem] = edges
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` (as a path that ends where it starts), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)) is not None:
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start)) is not None:
+            return found
+    return None
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    assert _cycle({"plan": {"explain"}, "explain": {"combine"}, "combine": {"plan"}}) == [
+        "combine",
+        "plan",
+        "explain",
+        "combine",
+    ]
+    assert _cycle({"core": {"copy"}, "copy": set()}) is None
+
+
+def test_negotiate_modules_import_each_other_without_circles() -> None:
+    graph = _package_imports()
+    assert {"core", "copy", "plan", "explain", "combine", "records", "api"} <= set(graph)
+    assert _cycle(graph) is None, f"import circle: {' -> '.join(_cycle(graph) or [])}"

@@ -39,14 +39,14 @@ On failure :func:`negotiate` raises :class:`NegotiationError` (a
 
 from __future__ import annotations
 
+from .api import NegotiationError as NegotiationError
+from .api import negotiate as negotiate
 from .combine import cache_policy as cache_policy
 from .copy import CopyPath as CopyPath
 from .copy import propose_copy_path as propose_copy_path
 from .core import ATTRIBUTES as ATTRIBUTES
 from .core import MAX_COPY_PATH_DEVICES as MAX_COPY_PATH_DEVICES
-from .core import NegotiationError as NegotiationError
 from .core import acceptable_pairs as acceptable_pairs
-from .core import negotiate as negotiate
 from .core import try_negotiate as try_negotiate
 from .plan import APPLICATION as APPLICATION
 from .plan import CachePolicy as CachePolicy

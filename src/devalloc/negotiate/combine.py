@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from ..constraints import Buffers, Constraints, CpuAccess, MemoryRules, cpu_access_union
 from ..formats import LayoutRules, PixelFormat
 from ..formats.layout import MAX_ALIGN
-from .plan import APPLICATION, CachePolicy, Conflict, Provenance, ProvenanceValue
+from .records import APPLICATION, CachePolicy, Conflict, Provenance, ProvenanceValue
 
 __all__ = ["Combined", "cache_policy", "combine", "lcm_forcing", "name_list", "subject"]
 

@@ -1,12 +1,15 @@
 """The negotiation itself: common pairs, their ranking, the layout checks and the conflicts.
 
+The raising front (:func:`~devalloc.negotiate.api.negotiate`, which also searches a copy path)
+is in :mod:`devalloc.negotiate.api`; this module returns plans or conflicts.
+
 Example:
     >>> from devalloc.constraints import Constraints
     >>> from devalloc.formats import LayoutRules, fourcc_code
     >>> nv12, xr24 = fourcc_code("NV12"), fourcc_code("XR24")
     >>> cam = Constraints("cam", "capture", ((nv12, 0), (xr24, 0)), access="write")
     >>> gpu = Constraints("gpu", "texture", ((xr24, 0), (nv12, 0)), LayoutRules(pitch_align=256))
-    >>> plan = negotiate([cam, gpu], 1000, 100)
+    >>> plan = try_negotiate([cam, gpu], 1000, 100)
     >>> plan.format.name, [p.pitch for p in plan.layout.planes]
     ('NV12', [1024, 1024])
     >>> try_negotiate([cam, gpu], 1000, 100, ["XR24"]).format.name
@@ -22,7 +25,7 @@ import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from ..constraints import (
     CPU_ACCESS_VALUES,
@@ -31,22 +34,21 @@ from ..constraints import (
     format_text,
     modifier_text,
 )
-from ..errors import NoPlanError, UsageError
+from ..errors import UsageError
 from ..formats import MAX_DIMENSION, Layout, LayoutRules, Modifier, layout, lookup_format
 from ..formats.layout import MAX_ALIGN
 from ..formats.modifier import DRM_FORMAT_MOD_LINEAR
 from .combine import Combined, cache_policy, combine, name_list, provenance, subject
-from .plan import APPLICATION, CombinedRules, Conflict, Plan, Provenance
-
-if TYPE_CHECKING:  # copy imports this module
-    from .copy import CopyPath
+from .plan import Plan
+from .records import APPLICATION, CombinedRules, Conflict, Provenance
 
 __all__ = [
     "ATTRIBUTES",
     "MAX_COPY_PATH_DEVICES",
-    "NegotiationError",
+    "Request",
     "acceptable_pairs",
-    "negotiate",
+    "prepare",
+    "run",
     "try_negotiate",
 ]
 
@@ -67,29 +69,6 @@ ATTRIBUTES: Final = (
 MAX_COPY_PATH_DEVICES: Final = 12
 
 Pair = tuple[int, int]
-
-
-class NegotiationError(NoPlanError):
-    """No buffer fits every device.
-
-    Attributes:
-        conflicts: every :class:`Conflict`, in :data:`ATTRIBUTES` order.
-        copy_path: a two-buffer proposal with one copy step (a :class:`CopyPath`), or None.
-        copy_note: why there is no copy path when there is none (``"needs more than one copy
-            step"``, a single device, or too many devices to search); "" when there is one.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        conflicts: Sequence[Conflict],
-        copy_path: CopyPath | None = None,
-        copy_note: str = "",
-    ) -> None:
-        super().__init__(message, conflicts)
-        self.conflicts: tuple[Conflict, ...] = tuple(conflicts)
-        self.copy_path = copy_path
-        self.copy_note = copy_note
 
 
 @dataclass(frozen=True)
@@ -565,52 +544,3 @@ def try_negotiate(
         UsageError: an invalid request.
     """
     return run(prepare(constraints, width, height, formats, cpu_access, prefer_uncached))
-
-
-def negotiate(
-    constraints: Iterable[Constraints],
-    width: int,
-    height: int,
-    formats: Sequence[str | int] | None = None,
-    *,
-    cpu_access: CpuAccess = "none",
-    prefer_uncached: bool = False,
-    propose_copy: bool = True,
-) -> Plan:
-    """One buffer that every device in ``constraints`` can use.
-
-    Args:
-        constraints: one :class:`~devalloc.constraints.Constraints` per device and usage.
-        width: image width in pixels.
-        height: image height in pixels.
-        formats: the application's candidate formats (names or fourccs), best first; None
-            accepts any format.
-        cpu_access: what the application does with the buffer on the CPU.
-        prefer_uncached: map write-combined when the CPU only writes and a device is not
-            coherent.
-        propose_copy: on failure, search a two-buffer copy path for the error.
-
-    Returns:
-        The plan (format, modifier, layout, memory, cache policy, provenance).
-
-    Raises:
-        NegotiationError: no single buffer fits (a :class:`~devalloc.errors.NoPlanError` with
-            ``conflicts``, ``copy_path`` and ``copy_note``).
-        UsageError: an invalid request.
-    """
-    request = prepare(constraints, width, height, formats, cpu_access, prefer_uncached)
-    result = run(request)
-    if isinstance(result, Plan):
-        return result
-    copy: CopyPath | None = None
-    note = ""
-    if propose_copy:
-        from .copy import copy_path_for
-
-        copy, note = copy_path_for(request)
-    message = (
-        f"no buffer fits {', '.join(request.labels)} at {width}x{height}: "
-        + "; ".join(c.message for c in result)
-        + (f"; copy path: {copy.describe()}" if copy is not None else f"; {note}" if note else "")
-    )
-    raise NegotiationError(message, result, copy, note)

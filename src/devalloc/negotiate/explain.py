@@ -19,15 +19,35 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from ..constraints import MemoryRules
+from ..formats import Layout, PixelFormat
 from .combine import subject
-from .plan import Provenance, ProvenanceValue
+from .records import CachePolicy, Provenance, ProvenanceValue
 
-if TYPE_CHECKING:
-    from .plan import Plan
+__all__ = ["Explained", "explain_plan"]
 
-__all__ = ["explain_plan"]
+
+class Explained(Protocol):
+    """What an explanation reads of a :class:`~devalloc.negotiate.plan.Plan` (declared here so
+    that this module does not import the plan module, which imports it for ``Plan.explain``)."""
+
+    @property
+    def format(self) -> PixelFormat: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def layout(self) -> Layout: ...
+    @property
+    def memory(self) -> MemoryRules: ...
+    @property
+    def cache(self) -> CachePolicy: ...
+    @property
+    def heap_hint(self) -> str: ...
+    def find(self, attribute: str) -> Provenance | None: ...
 
 
 def _by(record: Provenance) -> str:
@@ -44,7 +64,7 @@ def _lcm_text(record: Provenance) -> str:
     return f" (lcm of {parts})" if parts else ""
 
 
-def _pitch_lines(plan: Plan) -> list[str]:
+def _pitch_lines(plan: Explained) -> list[str]:
     lines = []
     if plan.layout.opaque:
         return [
@@ -64,7 +84,7 @@ def _pitch_lines(plan: Plan) -> list[str]:
     return lines
 
 
-def _limit_line(plan: Plan, record: Provenance) -> str | None:
+def _limit_line(plan: Explained, record: Provenance) -> str | None:
     name = record.attribute
     if record.value is None or not record.forced_by:
         return None
@@ -80,7 +100,7 @@ def _limit_line(plan: Plan, record: Provenance) -> str | None:
     return None
 
 
-def _memory_line(plan: Plan, record: Provenance) -> str | None:
+def _memory_line(plan: Explained, record: Provenance) -> str | None:
     name, value = record.attribute, record.value
     if name == "contiguous":
         return f"contiguous: required by {_by(record)}" if value else "contiguous: not required"
@@ -110,7 +130,7 @@ def _memory_line(plan: Plan, record: Provenance) -> str | None:
     return None
 
 
-def explain_plan(plan: Plan) -> list[str]:
+def explain_plan(plan: Explained) -> list[str]:
     """Why ``plan`` is what it is: the pair, each combined rule and who forced it, the memory,
     the cache policy and a heap hint."""
     lines: list[str] = []
