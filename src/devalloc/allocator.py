@@ -324,7 +324,13 @@ class Allocator:
         cpu_access: CpuAccess = "none",
         prefer_uncached: bool = False,
     ) -> Plan:
-        """Negotiate without allocating (raises NegotiationError when there is no plan)."""
+        """Negotiate without allocating: the plan :meth:`allocate` would start from (raises
+        NegotiationError when there is no plan).
+
+        Buffers come from a heap, so a vendor-private pair (whose size only its exporter knows)
+        is passed over for the next pair every device accepts; the plan's ``skipped``
+        provenance record says so.
+        """
         constraints, _ = self._resolve_all(usages)
         return negotiate(
             constraints,
@@ -333,6 +339,7 @@ class Allocator:
             formats,
             cpu_access=cpu_access,
             prefer_uncached=prefer_uncached,
+            known_layout=True,
         )
 
     def _select(
@@ -400,7 +407,9 @@ class Allocator:
             raise UsageError(
                 f"the plan's {plan.format.name} layout with modifier {plan.modifier.name} is"
                 " vendor-private: its size is decided by the exporting device, which devalloc"
-                " cannot allocate from a heap"
+                " cannot allocate from a heap, and no other pair every device accepts fits;"
+                " fix: a device list with a LINEAR (or other computed) modifier for a common"
+                " format"
             )
         with contextlib.ExitStack() as stack:
             images: list[tuple[Buffer, ...]] = []
@@ -559,7 +568,11 @@ class Allocator:
                 formats,
                 cpu_access=cpu_access,
                 prefer_uncached=prefer_uncached,
+                known_layout=True,
             )
+            skipped = plan.find("skipped")
+            if skipped is not None and skipped.note not in notes:
+                notes.append(skipped.note)
             try:
                 heap, chunk, heap_notes = self._select(plan, allow_cpu_only, verify)
             except NoPlanError as exc:

@@ -60,6 +60,7 @@ def negotiate(
     *,
     cpu_access: CpuAccess = "none",
     prefer_uncached: bool = False,
+    known_layout: bool = False,
     propose_copy: bool = True,
 ) -> Plan:
     """One buffer that every device in ``constraints`` can use.
@@ -73,6 +74,10 @@ def negotiate(
         cpu_access: what the application does with the buffer on the CPU.
         prefer_uncached: map write-combined when the CPU only writes and a device is not
             coherent.
+        known_layout: the caller allocates the buffer from a heap, so a pair whose layout is
+            vendor-private (its size is the exporter's) is passed over for the next pair with
+            a computed layout (as it is whenever the CPU accesses the buffer); the plan's
+            ``skipped`` provenance record says which and why.
         propose_copy: on failure, search a two-buffer copy path for the error.
 
     Returns:
@@ -83,7 +88,9 @@ def negotiate(
             ``conflicts``, ``copy_path`` and ``copy_note``).
         UsageError: an invalid request.
     """
-    request = prepare(constraints, width, height, formats, cpu_access, prefer_uncached)
+    request = prepare(
+        constraints, width, height, formats, cpu_access, prefer_uncached, known_layout
+    )
     result = run(request)
     if isinstance(result, Plan):
         return result

@@ -81,6 +81,7 @@ class Request:
     candidates: tuple[int, ...] | None
     cpu_access: CpuAccess
     prefer_uncached: bool
+    known_layout: bool = False
 
     def subset(self, devices: Iterable[Constraints]) -> Request:
         """The same request for some of the devices."""
@@ -99,8 +100,9 @@ def prepare(
     formats: Sequence[str | int] | None = None,
     cpu_access: CpuAccess = "none",
     prefer_uncached: bool = False,
+    known_layout: bool = False,
 ) -> Request:
-    """Check a request and put it in canonical form.
+    """Check a request and put it in canonical form (``known_layout``: see :func:`run`).
 
     Raises:
         UsageError: no devices, a non-Constraints item, two devices with the same label, a bad
@@ -136,7 +138,11 @@ def prepare(
         raise UsageError(f"cpu_access is one of {', '.join(CPU_ACCESS_VALUES)}, not {cpu_access!r}")
     if not isinstance(prefer_uncached, bool):
         raise UsageError(f"prefer_uncached is True or False, not {prefer_uncached!r}")
-    return Request(tuple(devices), width, height, candidates, cpu_access, prefer_uncached)
+    if not isinstance(known_layout, bool):
+        raise UsageError(f"known_layout is True or False, not {known_layout!r}")
+    return Request(
+        tuple(devices), width, height, candidates, cpu_access, prefer_uncached, known_layout
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -438,13 +444,14 @@ def _ordered(conflicts: Iterable[Conflict]) -> tuple[Conflict, ...]:
 # The whole negotiation.
 
 
-def _rank_record(request: Request, pair: Pair, count: int) -> Provenance:
+def _rank_record(request: Request, pair: Pair, count: int, skipped: int = 0) -> Provenance:
     positions = [d.positions[pair] for d in request.devices]
     inputs: list[tuple[str, int | str | bool | None]] = []
     forced: tuple[str, ...] = ()
-    note = (
-        f"the best of {count} common pair(s): position sum {sum(positions)}, worst {max(positions)}"
-    )
+    best = f"the best of {count} common pair(s)"
+    if skipped:
+        best += f" after {skipped} vendor-private one(s)"
+    note = f"{best}: position sum {sum(positions)}, worst {max(positions)}"
     if request.candidates is not None:
         index = request.candidates.index(pair[0])
         inputs.append((APPLICATION, index))
@@ -454,12 +461,52 @@ def _rank_record(request: Request, pair: Pair, count: int) -> Provenance:
     return Provenance("pair", _pair_text(pair), "rank", forced, tuple(inputs), note)
 
 
-def _plan(request: Request, comb: Combined, pair: Pair, fit: _Fit, count: int) -> Plan:
+def _layout_need(request: Request, comb: Combined) -> tuple[str, tuple[str, ...]]:
+    """Why a vendor-private (opaque) layout will not do, and who says so; ("", ()) when it
+    will."""
+    parties = [APPLICATION] if comb.requested_cpu != "none" else []
+    parties.extend(d.label for d in request.devices if d.memory.cpu_access != "none")
+    reasons = []
+    if comb.cpu_access != "none":
+        reasons.append(f"not CPU-accessible (cpu_access {comb.cpu_access}: {', '.join(parties)})")
+    if request.known_layout:
+        reasons.append(
+            "its size is the exporter's, so it cannot be allocated from a heap (known_layout)"
+        )
+        if APPLICATION not in parties:
+            parties.insert(0, APPLICATION)
+    return " and ".join(reasons), tuple(parties)
+
+
+def _skip_record(
+    request: Request, comb: Combined, pair: Pair, skipped: Sequence[Pair]
+) -> Provenance:
+    """Which vendor-private pairs ranked above ``pair`` were passed over, and why."""
+    reason, parties = _layout_need(request, comb)
+    texts = ", ".join(_pair_text(p) for p in skipped)
+    if pair in skipped:  # nothing better: the vendor-private pair is the plan
+        note = f"only vendor-private pairs fit ({texts}): {reason}; took {_pair_text(pair)} anyway"
+    else:
+        note = f"{texts} skipped: vendor-private modifier, {reason}; took {_pair_text(pair)}"
+    return Provenance("skipped", texts, "known-layout", parties, (), note)
+
+
+def _plan(
+    request: Request,
+    comb: Combined,
+    pair: Pair,
+    fit: _Fit,
+    count: int,
+    skipped: Sequence[Pair] = (),
+) -> Plan:
     fmt = lookup_format(pair[0])
     memory = comb.memory
     assert memory is not None
     cache = cache_policy(memory, request.devices, request.prefer_uncached)
-    records = [_rank_record(request, pair, count)]
+    passed_over = len([p for p in skipped if p != pair])
+    records = [_rank_record(request, pair, count, passed_over)]
+    if skipped:
+        records.append(_skip_record(request, comb, pair, skipped))
     records.extend(provenance(comb, fmt, fit.rules, cache, fit.pitch_note))
     return Plan(
         format=fmt,
@@ -483,7 +530,14 @@ def _plan(request: Request, comb: Combined, pair: Pair, fit: _Fit, count: int) -
 
 
 def run(request: Request) -> Plan | tuple[Conflict, ...]:
-    """Negotiate a checked request: the plan, or every conflict."""
+    """Negotiate a checked request: the plan, or every conflict.
+
+    When the CPU accesses the buffer (the application or a device) or the request says
+    ``known_layout`` (the caller allocates from a heap), a pair whose layout is vendor-private
+    cannot be served: the next fitting pair with a layout devalloc computes is taken, and a
+    ``skipped`` provenance record says which pairs were passed over and why. When only
+    vendor-private pairs fit, the best of them is the plan (and the record says so).
+    """
     comb = combine(request.devices, request.width, request.height, request.cpu_access)
     pairs = common_pairs(request)
     conflicts = list(comb.conflicts)
@@ -492,14 +546,25 @@ def run(request: Request) -> Plan | tuple[Conflict, ...]:
         return _ordered(conflicts)
     if not comb.aligned:
         return _ordered(conflicts)
+    need_layout = request.known_layout or comb.cpu_access != "none"
     failures: list[_Failure] = []
+    opaque: list[tuple[Pair, _Fit]] = []
     for pair in _ranked(request, pairs):
         fitted = _fit(comb, pair, request.width, request.height)
         if isinstance(fitted, _Fit):
+            if need_layout and fitted.layout.opaque:
+                opaque.append((pair, fitted))
+                continue
             if conflicts:
                 return _ordered(conflicts)
-            return _plan(request, comb, pair, fitted, len(pairs))
+            skipped = [p for p, _f in opaque]
+            return _plan(request, comb, pair, fitted, len(pairs), skipped)
         failures.extend(fitted)
+    if opaque:
+        if conflicts:
+            return _ordered(conflicts)
+        pair, fitted = opaque[0]
+        return _plan(request, comb, pair, fitted, len(pairs), [p for p, _f in opaque])
     conflicts.extend(_pair_conflicts(comb, failures))
     return _ordered(conflicts)
 
@@ -511,22 +576,27 @@ def acceptable_pairs(
     formats: Sequence[str | int] | None = None,
     *,
     cpu_access: CpuAccess = "none",
+    known_layout: bool = False,
 ) -> list[Pair]:
     """Every (fourcc, modifier) pair a plan could use, best first (empty when a conflict holds
-    whatever the pair). :func:`negotiate` picks the first.
+    whatever the pair). :func:`negotiate` picks the first; when vendor-private layouts will not
+    do (CPU access, ``known_layout``), they come after every pair with a computed layout.
 
     Raises:
         UsageError: an invalid request (see :func:`negotiate`).
     """
-    request = prepare(constraints, width, height, formats, cpu_access)
+    request = prepare(constraints, width, height, formats, cpu_access, known_layout=known_layout)
     comb = combine(request.devices, request.width, request.height, request.cpu_access)
-    if comb.conflicts:
+    if comb.conflicts or not comb.aligned:
         return []
-    return [
-        pair
-        for pair in _ranked(request, common_pairs(request))
-        if isinstance(_fit(comb, pair, width, height), _Fit)
-    ]
+    fits: list[tuple[Pair, _Fit]] = []
+    for pair in _ranked(request, common_pairs(request)):
+        fitted = _fit(comb, pair, width, height)
+        if isinstance(fitted, _Fit):
+            fits.append((pair, fitted))
+    if request.known_layout or comb.cpu_access != "none":
+        fits.sort(key=lambda item: item[1].layout.opaque)  # stable: rank order within each
+    return [pair for pair, _fit in fits]
 
 
 def try_negotiate(
@@ -537,10 +607,13 @@ def try_negotiate(
     *,
     cpu_access: CpuAccess = "none",
     prefer_uncached: bool = False,
+    known_layout: bool = False,
 ) -> Plan | tuple[Conflict, ...]:
-    """Like :func:`negotiate`, but returns the conflicts instead of raising.
+    """Like :func:`~devalloc.negotiate.negotiate`, but returns the conflicts instead of raising.
 
     Raises:
         UsageError: an invalid request.
     """
-    return run(prepare(constraints, width, height, formats, cpu_access, prefer_uncached))
+    return run(
+        prepare(constraints, width, height, formats, cpu_access, prefer_uncached, known_layout)
+    )

@@ -138,6 +138,9 @@ def explain_plan(plan: Explained) -> list[str]:
     if pair is not None:
         positions = _inputs(pair, lambda v: False)
         lines.append(f"{pair.value}: {pair.note} ({positions})")
+    skipped = plan.find("skipped")
+    if skipped is not None:
+        lines.append(skipped.note)
     lines.extend(_pitch_lines(plan))
     height = plan.find("height_align")
     extra = plan.find("extra_rows")
