@@ -17,15 +17,16 @@ from devalloc.pool import BufferPool
 
 from ..conftest import open_fds
 from ..test_stress import stress_sequential, stress_threads
+from .conftest import SYSTEM_HEAP
 
 pytestmark = pytest.mark.kernel
 
-# The VM runs under TCG (tens of times slower than the host): a tenth of the host's threads and
-# a fiftieth of its cycles, with buffers of 4 pages so the pool's zeroing and the sync ioctls
-# are on the path.
-THREADS = 10
-CYCLES = 200
-SEQUENTIAL = 2000
+# The VM runs under TCG (the host's cycles are tens of times slower there): a fifth of the host's
+# threads, a quarter of their cycles and a tenth of its sequential cycles (about 35 s in the VM),
+# with buffers of 4 pages, so the pool's zeroing and the sync ioctls are on the path.
+THREADS = 20
+CYCLES = 250
+SEQUENTIAL = 10_000
 SIZE = 16384
 POOL_COUNT = 4
 
@@ -39,7 +40,7 @@ def test_threads_through_one_registry_and_one_pool_on_the_system_heap(
         BufferPool(system_heap, SIZE, POOL_COUNT, name="stress") as pool,
     ):
         heap = registry.select(HeapRequest())
-        assert registry.properties(heap).name == "system"
+        assert registry.properties(heap).name == SYSTEM_HEAP
         stress_threads(registry, heap, pool, threads=THREADS, cycles=CYCLES, size=SIZE)
     assert open_fds() == before
 
@@ -49,6 +50,6 @@ def test_sequential_cycles_on_the_system_heap_leak_nothing() -> None:
     before = open_fds()
     with HeapRegistry.discover() as registry:
         heap = registry.select(HeapRequest())
-        assert registry.properties(heap).name == "system"
+        assert registry.properties(heap).name == SYSTEM_HEAP
         stress_sequential(registry, heap, cycles=SEQUENTIAL, size=SIZE)
     assert open_fds() == before
