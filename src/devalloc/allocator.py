@@ -77,6 +77,10 @@ def heap_request(plan: Plan, *, device_importable: bool = True) -> HeapRequest:
         >>> heap_request(negotiate([c], 64, 64)).describe()
         'contiguous, device-importable, below 2**32, in system memory, 16384 bytes'
     """
+    if not isinstance(plan, Plan):
+        raise UsageError(f"heap_request takes a Plan, not {plan!r:.80}")
+    if not isinstance(device_importable, bool):
+        raise UsageError(f"device_importable is True or False, not {device_importable!r:.80}")
     memory = plan.memory
     sizes = plan.layout.buffer_sizes or ((plan.layout.size,) if plan.layout.size else ())
     return HeapRequest(
@@ -209,10 +213,10 @@ class Allocator:
         dev: str = "/dev",
         sysfs: str = "/sys",
     ) -> None:
+        self._registry: HeapRegistry | None = None
         self._own_registry = registry is None
-        self._registry: HeapRegistry | None = (
-            registry if registry is not None else HeapRegistry.discover(dev, sysfs)
-        )
+        _check_arguments(registry, discovery, discover_devices, dev, sysfs)
+        self._registry = registry if registry is not None else HeapRegistry.discover(dev, sysfs)
         try:
             if discovery is None:
                 discovery = discover(dev, sysfs) if discover_devices else Discovery()
@@ -221,8 +225,12 @@ class Allocator:
             raise
         self.discovery = discovery
         self._explicit: dict[str, list[Constraints]] = {}
-        for c in constraints:
-            self._explicit.setdefault(c.device, []).append(c)
+        try:
+            for c in _constraints_list(constraints):
+                self._explicit.setdefault(c.device, []).append(c)
+        except BaseException:
+            self.close()
+            raise
         #: What verification taught, by label; used by every later negotiation.
         self.learned: dict[str, Constraints] = {}
 
@@ -301,8 +309,14 @@ class Allocator:
     def _resolve_all(
         self, usages: Sequence[UsageSpec]
     ) -> tuple[list[Constraints], dict[str, DeviceInfo]]:
-        if isinstance(usages, (str, Constraints)) or not usages:
-            raise UsageError("usages is a non-empty list of 'device[:usage]' or Constraints")
+        if (
+            isinstance(usages, str | bytes | bytearray | Constraints)
+            or not isinstance(usages, Iterable)
+            or not usages
+        ):
+            raise UsageError(
+                f"usages is a non-empty list of 'device[:usage]' or Constraints, not {usages!r:.80}"
+            )
         constraints: list[Constraints] = []
         live: dict[str, DeviceInfo] = {}
         for spec in usages:
@@ -556,7 +570,13 @@ class Allocator:
             UsageError: bad arguments.
         """
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise UsageError(f"count must be a positive integer, not {count!r}")
+            raise UsageError(f"count must be a positive integer, not {count!r:.80}")
+        _check_name(name)
+        for flag, value in (("verify", verify), ("allow_cpu_only", allow_cpu_only)):
+            if not isinstance(value, bool):
+                raise UsageError(f"{flag} is True or False, not {value!r:.80}")
+        if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+            raise UsageError(f"frames must be a positive integer, not {frames!r:.80}")
         constraints, live = self._resolve_all(usages)
         attempts: list[Attempt] = []
         notes: list[str] = []
@@ -643,6 +663,51 @@ class Allocator:
             f"verification still fails after {MAX_ATTEMPTS} attempts: "
             + "; ".join(a for at in attempts for a in at.learned)
         )
+
+
+def _check_arguments(
+    registry: object, discovery: object, discover_devices: object, dev: object, sysfs: object
+) -> None:
+    """Allocator's arguments have the right types (before anything is opened)."""
+    if registry is not None and not isinstance(registry, HeapRegistry):
+        raise UsageError(f"registry is a HeapRegistry or None, not {registry!r:.80}")
+    if discovery is not None and not isinstance(discovery, Discovery):
+        raise UsageError(f"discovery is a Discovery or None, not {discovery!r:.80}")
+    if not isinstance(discover_devices, bool):
+        raise UsageError(f"discover_devices is True or False, not {discover_devices!r:.80}")
+    for what, path in (("dev", dev), ("sysfs", sysfs)):
+        if not isinstance(path, str) or "\0" in path:
+            raise UsageError(f"{what} is a directory path, not {path!r:.80}")
+        try:
+            path.encode()
+        except UnicodeEncodeError:
+            raise UsageError(f"{what} {path!r:.80} is not valid UTF-8 text") from None
+
+
+def _constraints_list(constraints: object) -> list[Constraints]:
+    """``constraints`` as a list, or a UsageError naming what it is instead."""
+    what = "constraints is a list of Constraints"
+    if not isinstance(constraints, Iterable) or isinstance(constraints, str | bytes | bytearray):
+        raise UsageError(f"{what}, not {constraints!r:.80}")
+    items = list(constraints)
+    for item in items:
+        if not isinstance(item, Constraints):
+            raise UsageError(f"{what}, not one holding {item!r:.80}")
+    return items
+
+
+def _check_name(name: object) -> None:
+    """A dma-buf name prefix: None, or text the kernel can take (UTF-8, no NUL)."""
+    if name is None:
+        return
+    if not isinstance(name, str):
+        raise UsageError(f"name is a text prefix for the buffers' names, not {name!r:.80}")
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        raise UsageError(f"name {name!r:.80} is not valid UTF-8 text") from None
+    if "\0" in name:
+        raise UsageError(f"name {name!r:.80} holds a NUL character")
 
 
 def _close(images: Iterable[tuple[Buffer, ...]]) -> None:

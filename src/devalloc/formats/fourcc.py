@@ -37,14 +37,20 @@ def fourcc_code(code: str) -> int:
 
     Shorter codes are padded with spaces (``"R8"`` is ``"R8  "``).
     """
-    if not 1 <= len(code) <= 4 or not code.isascii():
-        raise UsageError(f"a fourcc is 1 to 4 ASCII characters, not {code!r}")
+    if not isinstance(code, str) or not 1 <= len(code) <= 4 or not code.isascii():
+        raise UsageError(f"a fourcc is 1 to 4 ASCII characters, not {code!r:.80}")
     padded = code.ljust(4)
     return sum(ord(ch) << (8 * i) for i, ch in enumerate(padded))
 
 
 def fourcc_to_str(value: int) -> str:
-    """The four characters of a fourcc (the big-endian flag, bit 31, is not part of them)."""
+    """The four characters of a fourcc (the big-endian flag, bit 31, is not part of them).
+
+    Raises:
+        UsageError: ``value`` is not a 32-bit integer.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0xFFFFFFFF:
+        raise UsageError(f"a fourcc is a 32-bit unsigned integer, not {value!r:.80}")
     value &= 0x7FFFFFFF
     return "".join(chr((value >> (8 * i)) & 0xFF) for i in range(4))
 
@@ -361,6 +367,8 @@ def lookup_format(key: str | int | PixelFormat) -> PixelFormat:
         raise UsageError(f"a pixel format is a name or a fourcc, not {key!r}")
     if isinstance(key, int):
         found = _BY_FOURCC.get(key)
+        if found is None and not 0 <= key <= 0xFFFFFFFF:
+            raise UsageError(f"a pixel format fourcc is a 32-bit unsigned integer, not {key}")
         if found is None:
             raise UsageError(
                 f"unknown pixel format fourcc {key:#010x} ({fourcc_to_str(key)!r})"

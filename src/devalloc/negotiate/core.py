@@ -110,6 +110,8 @@ def prepare(
     """
     if isinstance(constraints, Constraints):
         raise UsageError("negotiate takes a list of Constraints, not a single one")
+    if not isinstance(constraints, Iterable) or isinstance(constraints, str | bytes | bytearray):
+        raise UsageError(f"negotiate takes a list of Constraints, not {constraints!r:.80}")
     devices = list(constraints)
     if not devices:
         raise UsageError("negotiation needs the constraints of at least one device")
@@ -129,8 +131,12 @@ def prepare(
             raise UsageError(f"the {name} is from 1 to {MAX_DIMENSION}, not {value}")
     candidates: tuple[int, ...] | None = None
     if formats is not None:
-        if isinstance(formats, str | bytes):
-            raise UsageError(f"formats is a list of formats, not the text {formats!r}")
+        if isinstance(formats, str | bytes | bytearray):
+            raise UsageError(f"formats is a list of formats, not the text {formats!r:.80}")
+        if not isinstance(formats, Iterable):
+            raise UsageError(
+                f"formats is a list of format names or fourccs (or None), not {formats!r:.80}"
+            )
         candidates = tuple(dict.fromkeys(lookup_format(f).fourcc for f in formats))
         if not candidates:
             raise UsageError("formats is empty; leave it out (None) to accept any format")
