@@ -12,6 +12,11 @@
 # Idempotent: everything is cached under $DEVALLOC_VM_CACHE (default ~/.cache/devalloc/vm), keyed
 # by the kernel (version; for full also its checksum) and a hash of the VM scripts.
 #
+# Safe to run concurrently (a bench run and a test run started together): a prepared directory is
+# complete or absent, never half-made. Preparing takes an exclusive lock on $CACHE/.lock (flock;
+# the others wait for it, then find the directory ready), builds in a temporary directory in the
+# cache and renames it into place once complete. The fast path (already prepared) takes no lock.
+#
 # Usage: tests/vm/setup.sh [--kernel stock|full]
 #        prints the cache directory of the prepared kernel on stdout (vmlinuz, initramfs.gz,
 #        version, kind)
@@ -26,6 +31,39 @@ kind=stock
 
 log() { printf 'vm-setup: %s\n' "$*" >&2; }
 die() { printf 'vm-setup: FAILED: %s\n' "$*" >&2; exit 1; }
+
+# Hold the cache's lock until this script exits (idempotent). Everything that changes the cache,
+# or runs apt, runs with it held.
+locked=0
+lock_cache() {
+  [ "$locked" = 0 ] || return 0
+  mkdir -p "$cache"
+  exec 9>>"$cache/.lock"
+  if ! flock -n 9; then
+    log "waiting for $cache/.lock (another setup.sh holds it)"
+    flock 9
+  fi
+  locked=1
+}
+
+# Set $staging to a new temporary directory in the cache to build DIR in (lock held); it is
+# removed when this script exits unless publish renamed it into place. Only a lock holder stages,
+# so any other staging directory was left by a setup.sh that was killed: it goes.
+staging=""
+trap '[ -z "$staging" ] || rm -rf "$staging"' EXIT
+stage() {
+  rm -rf "$cache"/.staging-*
+  staging=$(mktemp -d "$cache/.staging-$(basename "$1").XXXXXX")
+  chmod 0755 "$staging"
+}
+# Rename the complete staging directory to DIR (replacing a stale, unfinished one).
+publish() {
+  local dir=$1
+  touch "$staging/ready"
+  rm -rf "$dir"
+  mv -T "$staging" "$dir"
+  staging=""
+}
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -43,6 +81,7 @@ for pkg in qemu-system-x86 busybox-static kmod cpio xz-utils; do
   [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" = 'install ok installed' ] || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
+  lock_cache
   log "installing ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2
@@ -114,20 +153,28 @@ if [ "$kind" = full ]; then
   kver=$(bzimage_version "$src/bzImage")
   [ -n "$kver" ] || die "cannot read the kernel version from $src/bzImage"
   dir=$cache/full-$kver-${sum:0:10}-$stamp
-  if [ -f "$dir/ready" ] && [ "$(sha256sum < "$dir/vmlinuz" | cut -d' ' -f1)" = "$sum" ]; then
+  full_ready() { [ -f "$dir/ready" ] && [ "$(sha256sum < "$dir/vmlinuz" | cut -d' ' -f1)" = "$sum" ]; }
+  if full_ready; then
+    echo "$dir"
+    exit 0
+  fi
+  lock_cache
+  if full_ready; then # another setup.sh prepared it while this one waited
     echo "$dir"
     exit 0
   fi
   log "preparing the full kernel $kver from $src in $dir"
-  rm -rf "$dir"
-  mkdir -p "$dir"
-  cp "$src/bzImage" "$dir/vmlinuz"
-  [ ! -f "$src/config" ] || cp "$src/config" "$dir/config"
-  make_initramfs "$dir"
-  echo "$kver" > "$dir/version"
-  echo full > "$dir/kind"
-  echo "$src" > "$dir/source"
-  touch "$dir/ready"
+  stage "$dir"
+  tmp=$staging
+  cp "$src/bzImage" "$tmp/vmlinuz"
+  [ "$(sha256sum < "$tmp/vmlinuz" | cut -d' ' -f1)" = "$sum" ] ||
+    die "$src/bzImage changed while it was copied: run again"
+  [ ! -f "$src/config" ] || cp "$src/config" "$tmp/config"
+  make_initramfs "$tmp"
+  echo "$kver" > "$tmp/version"
+  echo full > "$tmp/kind"
+  echo "$src" > "$tmp/source"
+  publish "$dir"
   log "full kernel $kver ready (no modules: everything is built in)"
   echo "$dir"
   exit 0
@@ -137,6 +184,7 @@ fi
 # kernel for QEMU's purpose).
 image_pkg=$(apt-cache depends "$meta_pkg" 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')
 if [ -z "$image_pkg" ]; then
+  lock_cache
   apt-get update -qq >&2
   image_pkg=$(apt-cache depends "$meta_pkg" | awk '/Depends: linux-image-/ {print $2; exit}')
 fi
@@ -149,17 +197,23 @@ if [ -f "$dir/ready" ]; then
   exit 0
 fi
 
+lock_cache
+if [ -f "$dir/ready" ]; then # another setup.sh prepared it while this one waited
+  echo "$dir"
+  exit 0
+fi
 log "preparing kernel $kver from $image_pkg in $dir"
-rm -rf "$dir"
-mkdir -p "$dir/dl" "$dir/root"
-(cd "$dir/dl" && apt-get download "$image_pkg" >&2 2>/dev/null) || {
+stage "$dir"
+tmp=$staging
+mkdir -p "$tmp/dl" "$tmp/root"
+(cd "$tmp/dl" && apt-get download "$image_pkg" >&2 2>/dev/null) || {
   apt-get update -qq >&2
-  (cd "$dir/dl" && apt-get download "$image_pkg" >&2)
+  (cd "$tmp/dl" && apt-get download "$image_pkg" >&2)
 }
-dpkg-deb -x "$dir"/dl/*.deb "$dir/root"
-cp "$dir/root/boot/vmlinuz-$kver" "$dir/vmlinuz"
-cp "$dir/root/boot/config-$kver" "$dir/config"
-depmod -b "$dir/root" "$kver"
+dpkg-deb -x "$tmp"/dl/*.deb "$tmp/root"
+cp "$tmp/root/boot/vmlinuz-$kver" "$tmp/vmlinuz"
+cp "$tmp/root/boot/config-$kver" "$tmp/config"
+depmod -b "$tmp/root" "$kver"
 
 # Module load order, dependencies first, each module once.
 order=()
@@ -169,14 +223,14 @@ for m in "${modules[@]}"; do
     seen=0
     for o in "${order[@]}"; do [ "$o" = "$path" ] && seen=1; done
     [ $seen = 1 ] || order+=("$path")
-  done < <(modprobe -d "$dir/root" -S "$kver" --show-depends "$m")
+  done < <(modprobe -d "$tmp/root" -S "$kver" --show-depends "$m")
 done
 
-make_initramfs "$dir" "${order[@]}"
-nmod=$(wc -l < "$dir/initramfs/modules.order")
-rm -rf "$dir/dl" "$dir/root"
-echo "$kver" > "$dir/version"
-echo stock > "$dir/kind"
-touch "$dir/ready"
+make_initramfs "$tmp" "${order[@]}"
+nmod=$(wc -l < "$tmp/initramfs/modules.order")
+rm -rf "$tmp/dl" "$tmp/root"
+echo "$kver" > "$tmp/version"
+echo stock > "$tmp/kind"
+publish "$dir"
 log "kernel $kver ready: $nmod modules in the initramfs"
 echo "$dir"

@@ -1,0 +1,158 @@
+"""The test VM's scripts on the host: concurrent tests/vm/setup.sh runs share one cache safely,
+and the QEMU command line lives in tests/vm/qemu.sh alone.
+
+Example:
+    $ .venv/bin/pytest -q tests/test_vm_scripts.py
+
+setup.sh is run for real on the full-kernel path, the cheap one (a copy of the kernel and a
+busybox initramfs, no download), against a fresh ``DEVALLOC_VM_CACHE`` and a stand-in kernel
+directory (``DEVALLOC_FULL_KERNEL_DIR``): a file with a bzImage setup header and its SHA256SUMS.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import pathlib
+import shutil
+import struct
+import subprocess
+
+import pytest
+
+REPO = pathlib.Path(__file__).parent.parent
+VM = REPO / "tests" / "vm"
+SETUP_PACKAGES = ("qemu-system-x86", "busybox-static", "kmod", "cpio", "xz-utils")
+VERSION = "6.12.99-stress"
+
+
+def _installed(package: str) -> bool:
+    done = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True, check=False
+    )
+    return done.stdout == "install ok installed"
+
+
+@pytest.fixture(scope="module")
+def setup_packages() -> None:
+    """setup.sh installs what is missing (as root): here it must find them all."""
+    if shutil.which("dpkg-query") is None:
+        pytest.skip("not a Debian system: tests/vm/setup.sh needs dpkg and apt")
+    missing = [p for p in SETUP_PACKAGES if not _installed(p)]
+    if missing:
+        pytest.skip(
+            f"the test VM's packages are not installed ({', '.join(missing)}): run "
+            "scripts/setup.sh --dev"
+        )
+
+
+def fake_kernel(directory: pathlib.Path, version: str = VERSION) -> str:
+    """A stand-in bzImage (setup header magic and a version string where the boot protocol puts
+    them; 64 KiB) and its SHA256SUMS in ``directory``; returns its sha256."""
+    image = bytearray(64 << 10)
+    image[0x202:0x206] = b"HdrS"
+    version_at = 0x400  # kernel_version (0x20E) holds its offset from 0x200
+    struct.pack_into("<H", image, 0x20E, version_at - 0x200)
+    text = f"{version} (test@host) #1 SMP\0".encode()
+    image[version_at : version_at + len(text)] = text
+    image[-4:] = b"tail"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "bzImage").write_bytes(image)
+    digest = hashlib.sha256(image).hexdigest()
+    (directory / "SHA256SUMS").write_text(f"{digest}  bzImage\n")
+    return digest
+
+
+def start_setup(
+    script: pathlib.Path, cache: pathlib.Path, kernel: pathlib.Path
+) -> subprocess.Popen[str]:
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+        "HOME": str(cache.parent),
+        "DEVALLOC_VM_CACHE": str(cache),
+        "DEVALLOC_FULL_KERNEL_DIR": str(kernel),
+    }
+    return subprocess.Popen(
+        ["bash", str(script), "--kernel", "full"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def cpio_names(archive: bytes) -> set[str]:
+    """The member names of a newc cpio archive."""
+    names: set[str] = set()
+    at = 0
+    while True:
+        header = archive[at : at + 110]
+        assert header[:6] == b"070701", f"not a newc cpio header at {at}"
+        name_size = int(header[94:102], 16)
+        file_size = int(header[54:62], 16)
+        name = archive[at + 110 : at + 110 + name_size - 1].decode()
+        if name == "TRAILER!!!":
+            return names
+        names.add(name)
+        at = (at + 110 + name_size + 3) & ~3
+        at = (at + file_size + 3) & ~3
+
+
+def run_concurrently(
+    script: pathlib.Path, tmp_path: pathlib.Path, runs: int
+) -> tuple[list[tuple[int, str, str]], pathlib.Path, str]:
+    """Start ``runs`` setup.sh --kernel full at once on a fresh cache; their (exit status, stdout,
+    stderr), the cache and the kernel's sha256."""
+    cache = tmp_path / "cache"
+    kernel = tmp_path / "kernel"
+    digest = fake_kernel(kernel)
+    procs = [start_setup(script, cache, kernel) for _ in range(runs)]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        results.append((proc.returncode, out, err))
+    return results, cache, digest
+
+
+@pytest.mark.usefixtures("setup_packages")
+def test_concurrent_setups_share_one_complete_preparation(tmp_path: pathlib.Path) -> None:
+    results, cache, digest = run_concurrently(VM / "setup.sh", tmp_path, 4)
+    assert [rc for rc, _, _ in results] == [0] * 4, [err for _, _, err in results]
+    dirs = {out.strip() for _, out, _ in results}
+    assert len(dirs) == 1, dirs
+    prepared = pathlib.Path(dirs.pop())
+    assert prepared.parent == cache
+    assert prepared.name.startswith(f"full-{VERSION}-{digest[:10]}-")
+    # One run prepared it; the others waited for it, then found it ready.
+    assert sum("preparing the full kernel" in err for _, _, err in results) == 1
+    # Complete: every file, the kernel byte for byte, an initramfs holding init and busybox.
+    names = {p.name for p in prepared.iterdir()}
+    assert {"ready", "vmlinuz", "initramfs.gz", "version", "kind", "source"} <= names
+    assert (prepared / "vmlinuz").read_bytes() == (tmp_path / "kernel" / "bzImage").read_bytes()
+    assert (prepared / "version").read_text() == f"{VERSION}\n"
+    assert (prepared / "kind").read_text() == "full\n"
+    members = cpio_names(gzip.decompress((prepared / "initramfs.gz").read_bytes()))
+    assert {"init", "bin/busybox", "modules.order"} <= members
+    # Nothing but the prepared directory and the lock is left in the cache.
+    assert sorted(p.name for p in cache.iterdir()) == sorted([".lock", prepared.name])
+
+
+@pytest.mark.usefixtures("setup_packages")
+def test_an_unfinished_preparation_is_replaced(tmp_path: pathlib.Path) -> None:
+    results, cache, _ = run_concurrently(VM / "setup.sh", tmp_path, 1)
+    [(rc, out, err)] = results
+    assert rc == 0, err
+    prepared = pathlib.Path(out.strip())
+    # What an interrupted older setup.sh left: the directory without its ready mark, half-made.
+    (prepared / "ready").unlink()
+    (prepared / "initramfs.gz").write_bytes(b"trunc")
+    # and the staging directory of a setup.sh killed while it prepared
+    killed = cache / f".staging-{prepared.name}.Xk9a2Q"
+    (killed / "initramfs").mkdir(parents=True)
+    again = start_setup(VM / "setup.sh", cache, tmp_path / "kernel")
+    out2, err2 = again.communicate(timeout=300)
+    assert again.returncode == 0, err2
+    assert out2 == out
+    assert (prepared / "ready").exists()
+    assert "init" in cpio_names(gzip.decompress((prepared / "initramfs.gz").read_bytes()))
+    assert sorted(p.name for p in cache.iterdir()) == sorted([".lock", prepared.name])
