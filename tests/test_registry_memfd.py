@@ -20,8 +20,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devalloc import ClosedResourceError, UsageError, cli
-from devalloc.errors import NotSupportedError, PermissionDeniedError
+from devalloc import ClosedResourceError, UsageError, cli, limits
+from devalloc.errors import AllocationLimitError, NotSupportedError, PermissionDeniedError
 from devalloc.heaps.properties import HeapRequest
 from devalloc.heaps.registry import (
     HeapId,
@@ -119,7 +119,7 @@ def test_an_empty_machine_has_only_memfd(tree: pathlib.Path) -> None:
     with discover(tree) as reg:
         [(heap_id, props)] = reg.heaps()
         assert (props.kind, props.device_importable, props.dma_bits) == ("memfd", False, 33)
-        assert reg.cap == 1000000 * 1024
+        assert reg.cap == limits.max_buffer()  # devalloc's per-buffer cap, not a second rule
         with pytest.raises(NoHeapError, match="memfd is not importable by devices"):
             reg.select(HeapRequest())
         assert reg.select(HeapRequest(device_importable=False)) == heap_id
@@ -242,10 +242,19 @@ def test_the_cap_refuses_large_allocations(tree: pathlib.Path) -> None:
         assert f"{8 * PAGE + 1} bytes" in message
         assert f"cap of {8 * PAGE} bytes" in message
         assert "heap memfd" in message
-    with discover(tree) as reg:  # default: half of MemTotal
-        memfd = reg.select(HeapRequest(device_importable=False))
-        with pytest.raises(UsageError, match=f"cap of {1000000 * 1024} bytes"):
-            reg.allocate(memfd, 1000000 * 1024 + 1)
+    limits.set_limits(max_buffer=16 * PAGE)
+    try:
+        with discover(tree) as reg:  # default: devalloc's per-buffer cap
+            assert reg.cap == 16 * PAGE
+            memfd = reg.select(HeapRequest(device_importable=False))
+            before = open_fds()
+            with pytest.raises(AllocationLimitError, match=f"cap of {16 * PAGE} bytes") as err:
+                reg.allocate(memfd, 16 * PAGE + 1)
+            assert err.value.variable == "DEVALLOC_MAX_BUFFER"
+            assert open_fds() == before
+            assert reg.stats(memfd).failures == 0  # refused before the kernel
+    finally:
+        limits.set_limits()
     for cap in (0, -1, True, 1.0):
         with pytest.raises(UsageError, match="cap"):
             HeapRegistry(cap=cap)  # type: ignore[arg-type]
@@ -387,7 +396,7 @@ def test_heaps_command_json(tree: pathlib.Path, capsys: pytest.CaptureFixture[st
     assert data["heaps"][1]["contiguous"] is True
     assert data["heaps"][2]["device_importable"] is False
     assert data["cma"] == {"total": 256 << 20, "free": 200000 * 1024}
-    assert data["allocation_cap"] == 1000000 * 1024
+    assert data["allocation_cap"] == limits.max_buffer()
 
 
 def test_heaps_command_table(tree: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:

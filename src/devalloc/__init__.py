@@ -18,9 +18,11 @@ import sys
 import types
 from collections.abc import Sequence
 
+from . import limits as limits
 from .buffer import AccessMode as AccessMode
 from .buffer import Buffer as Buffer
 from .buffer import DmaBufInfo as DmaBufInfo
+from .errors import AllocationLimitError as AllocationLimitError
 from .errors import ClosedResourceError as ClosedResourceError
 from .errors import DevallocError as DevallocError
 from .errors import KernelError as KernelError

@@ -25,6 +25,44 @@ class UsageError(DevallocError, ValueError):
     """The caller asked for something invalid; nothing reached the kernel."""
 
 
+class AllocationLimitError(UsageError):
+    """A request is above devalloc's per-buffer cap, or would take this process's live devalloc
+    total above the total cap (:mod:`devalloc.limits`); nothing reached the kernel.
+
+    Attributes:
+        size: the bytes asked for, per buffer.
+        count: how many buffers of that size were asked for.
+        cap: the cap that refused it, in bytes.
+        in_use: bytes this process held through devalloc when it was refused.
+        variable: the environment variable that raises the cap (``DEVALLOC_MAX_BUFFER`` or
+            ``DEVALLOC_MAX_TOTAL``).
+    """
+
+    def __init__(
+        self, message: str, *, size: int, count: int, cap: int, in_use: int, variable: str
+    ) -> None:
+        super().__init__(message)
+        self.size = size
+        self.count = count
+        self.cap = cap
+        self.in_use = in_use
+        self.variable = variable
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            _rebuild_limit,
+            (str(self), self.size, self.count, self.cap, self.in_use, self.variable),
+        )
+
+
+def _rebuild_limit(
+    message: str, size: int, count: int, cap: int, in_use: int, variable: str
+) -> AllocationLimitError:
+    return AllocationLimitError(
+        message, size=size, count=count, cap=cap, in_use=in_use, variable=variable
+    )
+
+
 class NoPlanError(DevallocError):
     """No buffer satisfies every device (or a verification refuted the plan).
 

@@ -95,6 +95,9 @@ from typing import Literal, Protocol
 from .._fd import FdResource, ioctl
 from ..buffer import Buffer, named
 from ..errors import ClosedResourceError, UsageError, error_from_errno, error_from_oserror
+from ..limits import charge as _charge
+from ..limits import check_buffer as _check_buffer
+from ..limits import discharge as _discharge
 from ..uapi import udmabuf as _uapi
 from .properties import HeapProperties
 from .udmabuf import UDMABUF_PATH, UdmabufDevice, size_limit_bytes
@@ -463,6 +466,8 @@ class Carveout:
 
     Raises:
         UsageError: a bad argument.
+        AllocationLimitError: the region is above a cap of :mod:`devalloc.limits` (it is
+            charged to the process's total until :meth:`close`).
         NoSpaceError, OutOfMemoryError: the region could not be reserved (for hugetlb: not
             enough free huge pages).
         NotFoundError, PermissionDeniedError: /dev/udmabuf cannot be opened.
@@ -521,7 +526,11 @@ class Carveout:
         self._tickets = itertools.count()
         self._carved = self._fallbacks = self._failures = 0
         self._zeroed_bytes = self._zero_ns = 0
+        # The region is this process's memory from now on: charged to devalloc's total (and
+        # refused above a cap) until close; carving from it charges nothing more.
+        _charge(self.size, f"carveout {name}")
         with contextlib.ExitStack() as stack:
+            stack.callback(_discharge, self.size)
             self._memfd = self._reserve(stack)
             self._udmabuf = stack.enter_context(UdmabufDevice(udmabuf_path))
             try:
@@ -575,11 +584,13 @@ class Carveout:
 
         Raises:
             UsageError: a bad size, or one above udmabuf's per-buffer limit with no fallback.
+            AllocationLimitError: above devalloc's per-buffer cap (:mod:`devalloc.limits`).
             OutOfMemoryError: it does not fit and there is no fallback (ENOMEM).
             ClosedResourceError: the carveout is closed.
             KernelError: what UDMABUF_CREATE (or the fallback heap) said.
         """
         _check_positive_int(f"carveout {self.name}: size", size)
+        _check_buffer(size, what=f"carveout {self.name}")
         length = _round_up(size, self.align)
         events: list[CarveoutEvent] = []
         error: Exception | None = None
@@ -865,6 +876,7 @@ class Carveout:
             self._map.close()
             self._udmabuf.close()
             self._memfd.close()
+            _discharge(self.size)
 
     def __enter__(self) -> Carveout:
         self._check_open()

@@ -24,6 +24,8 @@ from contextlib import ExitStack
 from ..buffer import Buffer, check_name, named
 from ..drm import DrmDevice
 from ..errors import KernelError, UsageError, error_from_errno
+from ..limits import charge as _charge
+from ..limits import discharge as _discharge
 from ..uapi import drm as _uapi_drm
 from .properties import CpuCache, HeapProperties
 
@@ -113,6 +115,7 @@ class DeviceHeap:
 
         Raises:
             UsageError: a bad size or name.
+            AllocationLimitError: above a cap of :mod:`devalloc.limits`.
             KernelError: what CREATE_DUMB or PRIME_HANDLE_TO_FD said (the handle is released).
         """
         if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
@@ -122,9 +125,19 @@ class DeviceHeap:
         rows = -(-size // _ROW)
         if rows >= 1 << 32:
             raise UsageError(f"device heap {self.properties.name}: {size} bytes is too large")
-        with self.device.create_dumb(_WIDTH, rows, _BPP) as dumb:
-            buf = self.device.export(dumb)
-        # The GEM handle is closed (GEM_CLOSE) now: the dma-buf alone keeps the object.
+        charged = rows * _ROW  # the least the driver makes (its pitch may be larger)
+        _charge(charged, f"device heap {self.properties.name}")
+        try:
+            with self.device.create_dumb(_WIDTH, rows, _BPP) as dumb:
+                buf = self.device.export(dumb)
+        except BaseException:
+            _discharge(charged)
+            raise
+        # The GEM handle is closed (GEM_CLOSE) now: the dma-buf alone keeps the object. Charge
+        # what the driver really made (a negative discharge charges the difference).
+        if buf.size != charged:
+            _discharge(charged - buf.size)
+        buf.add_close_hook(_discharge)
         return named(buf, name)
 
     def close(self) -> None:

@@ -19,6 +19,9 @@ import struct
 from .._fd import FdResource, open_fd
 from ..buffer import Buffer, check_name, named
 from ..errors import UsageError, error_from_oserror
+from ..limits import CLOSE_HOOKS as _CLOSE_HOOKS
+from ..limits import charge as _charge
+from ..limits import discharge as _discharge
 from ..uapi import dma_heap as _uapi
 from .properties import HeapProperties, dma_heap_properties
 
@@ -87,6 +90,7 @@ class DmaHeap(FdResource):
 
         Raises:
             UsageError: a value that does not fit the kernel's argument type.
+            AllocationLimitError: above a cap of :mod:`devalloc.limits` (before the kernel).
             InvalidArgumentError, OutOfMemoryError, ...: what the kernel said.
         """
         # The common case (an int length, the default flags, which are then the very objects of
@@ -110,10 +114,15 @@ class DmaHeap(FdResource):
         fd = self._fd
         if fd < 0:
             self.fileno()  # raises ClosedResourceError
+        size = (length + _PAGE_MASK) & ~_PAGE_MASK
+        _charge(size, self._exporter)  # refuses above a cap of devalloc.limits
         data = bytearray(_pack_allocation(length, 0, fd_flags, heap_flags))
         try:
             fcntl.ioctl(fd, _uapi.DMA_HEAP_IOCTL_ALLOC, data, True)
-        except OSError as exc:
+        except BaseException as exc:
+            _discharge(size)
+            if not isinstance(exc, OSError):
+                raise
             raise error_from_oserror(
                 exc,
                 f"allocate {length} bytes from dma-heap {self.name}",
@@ -121,11 +130,9 @@ class DmaHeap(FdResource):
                 operation="DMA_HEAP_IOCTL_ALLOC",
             ) from exc
         buf = Buffer._adopt(
-            _unpack_fd(data, _FD_OFFSET)[0],
-            self._exporter,
-            self._buffer_description,
-            (length + _PAGE_MASK) & ~_PAGE_MASK,
+            _unpack_fd(data, _FD_OFFSET)[0], self._exporter, self._buffer_description, size
         )
+        buf._close_hooks = _CLOSE_HOOKS  # discharge the limits' total on close
         if self._special:  # a protected or unmappable heap
             buf.protected = self._protected
             buf.cpu_mappable = self._cpu_mappable and not self._protected

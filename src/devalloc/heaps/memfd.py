@@ -17,9 +17,13 @@ import os
 
 from ..buffer import Buffer
 from ..errors import UsageError, error_from_oserror
+from ..limits import CLOSE_HOOKS as _CLOSE_HOOKS
+from ..limits import charge as _charge
+from ..limits import discharge as _discharge
 from .properties import HeapProperties
 
 _PAGE_MASK = os.sysconf("SC_PAGE_SIZE") - 1
+_MAX_LENGTH = (1 << 63) - _PAGE_MASK  # the largest file size (off_t), rounded down to a page
 _MFD_CLOEXEC = os.MFD_CLOEXEC
 _memfd_create = os.memfd_create
 _ftruncate = os.ftruncate
@@ -53,27 +57,48 @@ class MemfdHeap:
 
         Args:
             name: the memfd's name (shown in /proc/PID/fd as ``/memfd:NAME``).
+
+        Raises:
+            UsageError: a bad length or name.
+            AllocationLimitError: above a cap of :mod:`devalloc.limits`.
+            KernelError: what memfd_create or ftruncate said.
         """
         # The common case (an int length, no name) is checked first: this runs at allocation rate.
-        if not (type(length) is int and length > 0 and name is None):
+        if not (type(length) is int and 0 < length < _MAX_LENGTH and name is None):
             if not isinstance(length, int) or isinstance(length, bool) or length <= 0:
                 raise UsageError(f"memfd: length must be a positive integer, not {length!r}")
+            if length >= _MAX_LENGTH:
+                raise UsageError(
+                    f"memfd: {length} bytes is beyond what a file can hold (2**63 - 1 bytes)"
+                )
             if name is not None and (not isinstance(name, str) or "\0" in name):
                 raise UsageError(f"memfd: name must be a string without NUL, not {name!r}")
         size = (length + _PAGE_MASK) & ~_PAGE_MASK
+        _charge(size, "memfd")
         # memfd_create + ftruncate directly (not Memfd): no seals are needed for CPU-only
         # buffers, and this path runs at allocation rate.
         try:
             fd = _memfd_create(name or "devalloc", _MFD_CLOEXEC)
-        except OSError as exc:
-            raise error_from_oserror(exc, f"memfd_create for a {size}-byte buffer failed") from exc
+        except BaseException as exc:
+            _discharge(size)
+            if isinstance(exc, OSError):
+                raise error_from_oserror(
+                    exc, f"memfd_create for a {size}-byte buffer failed"
+                ) from exc
+            if isinstance(exc, ValueError):  # a name the file system encoding cannot encode
+                raise UsageError(f"memfd: name cannot be encoded: {name!r}") from exc
+            raise
         try:
             _ftruncate(fd, size)
-        except OSError as exc:
+        except BaseException as exc:
             os.close(fd)
-            raise error_from_oserror(exc, f"cannot size a memfd to {size} bytes") from exc
+            _discharge(size)
+            if isinstance(exc, OSError):
+                raise error_from_oserror(exc, f"cannot size a memfd to {size} bytes") from exc
+            raise
         buf = Buffer._adopt(fd, "memfd", "buffer from memfd", size)
         buf.is_dmabuf = False
+        buf._close_hooks = _CLOSE_HOOKS  # discharge the limits' total on close
         return buf
 
     def close(self) -> None:

@@ -24,7 +24,10 @@ before a carveout, and memfd is chosen only when devices need not import the buf
 ``cpu_cache`` preference moves heaps with that cache mode to the front without excluding others.
 
 Guards before the kernel: a size that is not a positive int, and a single allocation above the
-registry's cap (default: half of MemTotal), are refused with :class:`UsageError`.
+registry's cap, are refused with :class:`UsageError`. The cap is devalloc's per-buffer cap
+(:func:`devalloc.limits.max_buffer`, which every heap enforces and which ``DEVALLOC_MAX_BUFFER``
+or ``limits.set_limits`` raise) unless ``HeapRegistry(cap=...)`` sets a registry's own; the
+process total (:func:`devalloc.limits.max_total`) applies in the heaps either way.
 """
 
 from __future__ import annotations
@@ -47,6 +50,10 @@ from ..errors import (
     UsageError,
     error_from_errno,
 )
+from ..limits import CLOSE_HOOKS as LIMITS_CLOSE_HOOKS
+from ..limits import max_buffer as _max_buffer
+from ..limits import mem_total
+from ..limits import read_meminfo as read_meminfo
 from .device import DeviceHeap
 from .dmaheap import DmaHeap, DmaHeapBackend, heap_paths
 from .memfd import MemfdHeap
@@ -119,6 +126,7 @@ class NoHeapError(NoPlanError):
 
 
 _UNBOUNDED = 1 << 64
+_now = time.perf_counter_ns
 _KIND_RANK = {"dma-heap": 0, "udmabuf": 1, "device": 2, "carveout": 3, "memfd": 4}
 
 
@@ -146,26 +154,32 @@ class _Entry:
     errno: int
     rank: tuple[int, int, int]
     # The hot path of HeapRegistry.allocate, computed once: the backend's allocate(size) (its
-    # unnamed fast form when it has one), the largest size it takes (0: not accessible) and the
-    # close hook every buffer gets.
+    # unnamed fast form when it has one), the largest size it takes (the heap's and the
+    # registry's own cap; 0: not accessible), the stats' logs and the close hooks every buffer
+    # gets (``limits_hooks``: after the heap's own limits discharge, the common case).
+    cap: int = _UNBOUNDED
     allocate: Callable[[int], Buffer] | None = None
     max_size: int = 0
     close_hooks: tuple[CloseHook, ...] = ()
+    limits_hooks: tuple[CloseHook, ...] = ()
 
     def __post_init__(self) -> None:
         backend = self.backend
         if backend is not None:
             self.allocate = getattr(backend, "allocate_unnamed", None) or backend.allocate
-            self.max_size = self.properties.max_size or _UNBOUNDED
+            self.max_size = min(self.properties.max_size or _UNBOUNDED, self.cap)
         self.close_hooks = (self.stats.close_hook,)
+        self.limits_hooks = (*LIMITS_CLOSE_HOOKS, self.stats.close_hook)
 
 
 class HeapRegistry:
     """Heaps by HeapId: discovery, selection by properties, allocation, per-heap counters.
 
     Args:
-        cap: the largest single allocation in bytes (default: half of MemTotal).
-        proc: where procfs is mounted (for MemTotal).
+        cap: the largest single allocation in bytes (default: devalloc's per-buffer cap,
+            :func:`devalloc.limits.max_buffer`, which applies in every heap anyway).
+        proc: where procfs is mounted (kept for compatibility: the caps come from
+            :mod:`devalloc.limits`).
 
     The registry owns every backend added to it (open heap nodes) and closes them with
     :meth:`close`; buffers already allocated stay valid.
@@ -178,7 +192,16 @@ class HeapRegistry:
         self._by_id: dict[HeapId, _Entry] = {}
         self._token = object()
         self._closed = False
-        self.cap: int = cap if cap is not None else default_cap(proc)
+        self._cap = cap  # None: devalloc.limits' per-buffer cap, checked by the heaps
+        # HeapId -> entry, for accessible heaps while the registry is open (the hot path's
+        # lookup: one dict.get stands for "known, accessible, open")
+        self._open: dict[HeapId, _Entry] = {}
+
+    @property
+    def cap(self) -> int:
+        """The largest single allocation in bytes: ``HeapRegistry(cap=...)``, else devalloc's
+        per-buffer cap (:func:`devalloc.limits.max_buffer`)."""
+        return self._cap if self._cap is not None else _max_buffer()
 
     @classmethod
     def discover(
@@ -193,7 +216,7 @@ class HeapRegistry:
 
         Args:
             dev, sysfs, proc: where /dev, /sys and /proc are (another tree for tests).
-            cap: the largest single allocation (default: half of MemTotal).
+            cap: the largest single allocation (default: :func:`devalloc.limits.max_buffer`).
         """
         registry = cls(cap=cap, proc=proc)
         try:
@@ -247,11 +270,15 @@ class HeapRegistry:
             index -= 1
         self._entries.insert(index, entry)
         self._by_id[entry.heap_id] = entry
+        if entry.backend is not None:
+            self._open[entry.heap_id] = entry
         return entry.heap_id
 
     def _new_entry(self, props: HeapProperties, backend: HeapBackend | None, err: int) -> _Entry:
         rank = (*selection_rank(props), len(self._entries))
-        return _Entry(HeapId(self._token, props.name), props, backend, HeapStats(), err, rank)
+        cap = _UNBOUNDED if self._cap is None else self._cap
+        heap_id = HeapId(self._token, props.name)
+        return _Entry(heap_id, props, backend, HeapStats(), err, rank, cap)
 
     def add(self, backend: HeapBackend) -> HeapId:
         """Register an open heap; the registry now owns it (and closes it with :meth:`close`).
@@ -358,31 +385,35 @@ class HeapRegistry:
             PermissionDeniedError (or the errno's error): the heap is not accessible.
             KernelError: what the kernel said (counted as a failure in the heap's stats).
         """
-        entry = self._by_id.get(heap_id) if type(heap_id) is HeapId else None
+        entry = self._open.get(heap_id) if type(heap_id) is HeapId else None
         if (
             entry is None
-            or self._closed
             or name is not None
             or type(size) is not int
-            or not 0 < size <= self.cap
-            or size > entry.max_size  # 0 when the heap is not accessible
+            or not 0 < size <= entry.max_size
         ):
             # Everything but the common case: the full checks, each with its own message.
             entry = self._checked_entry(heap_id, size, name)
-        stats = entry.stats
-        allocate, backend = entry.allocate, entry.backend
-        assert allocate is not None  # _checked_entry refused an inaccessible heap
-        assert backend is not None
-        start = time.perf_counter_ns()
+        allocate = entry.allocate
+        start = _now()
         try:
-            buf = allocate(size) if name is None else backend.allocate(size, name=name)
-        except Exception:
-            stats.record_failure()
+            # (_checked_entry refused an inaccessible heap: allocate and backend are set)
+            buf = (
+                allocate(size)  # type: ignore[misc]
+                if name is None
+                else entry.backend.allocate(size, name=name)  # type: ignore[union-attr]
+            )
+        except Exception as exc:
+            if not isinstance(exc, UsageError):  # a cap's refusal did not reach the kernel
+                entry.stats.record_failure()
             raise
-        stats.record_allocation(buf.size, time.perf_counter_ns() - start)
+        entry.stats.record_allocation(buf.size, _now() - start)
         # The buffer was made just now by the backend: no one else holds it yet.
         hooks = buf._close_hooks
-        buf._close_hooks = (*hooks, *entry.close_hooks) if hooks else entry.close_hooks
+        if hooks is LIMITS_CLOSE_HOOKS:  # the heap charged devalloc.limits (every built-in heap)
+            buf._close_hooks = entry.limits_hooks
+        else:
+            buf._close_hooks = hooks + entry.close_hooks
         return buf
 
     def _checked_entry(self, heap_id: HeapId, size: int, name: str | None) -> _Entry:
@@ -392,10 +423,10 @@ class HeapRegistry:
             raise UsageError(
                 f"heap {props.name}: size must be a positive integer of bytes, not {size!r}"
             )
-        if size > self.cap:
+        if self._cap is not None and size > self._cap:
             raise UsageError(
-                f"heap {props.name}: {size} bytes is above the per-allocation cap of "
-                f"{self.cap} bytes (HeapRegistry(cap=...) sets it)"
+                f"heap {props.name}: {size} bytes is above this registry's per-allocation cap "
+                f"of {self._cap} bytes (HeapRegistry(cap=...) sets it)"
             )
         if props.max_size is not None and size > props.max_size:
             raise UsageError(
@@ -437,6 +468,7 @@ class HeapRegistry:
         if self._closed:
             return
         self._closed = True
+        self._open.clear()
         errors: list[BaseException] = []
         for entry in self._entries:
             if entry.backend is not None:
@@ -462,29 +494,10 @@ class HeapRegistry:
 # -- /proc readers -------------------------------------------------------------------------
 
 
-def read_meminfo(proc: str = "/proc") -> dict[str, int]:
-    """/proc/meminfo in bytes ("MemTotal", "CmaTotal", "CmaFree", ...); empty if unreadable."""
-    values: dict[str, int] = {}
-    try:
-        with open(os.path.join(proc, "meminfo"), encoding="ascii") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return values
-    for line in lines:
-        key, _, rest = line.partition(":")
-        parts = rest.split()
-        if parts and parts[0].isdigit():
-            scale = 1024 if parts[1:] == ["kB"] else 1
-            values[key.strip()] = int(parts[0]) * scale
-    return values
-
-
 def default_cap(proc: str = "/proc") -> int:
-    """Half of MemTotal (from sysconf when /proc/meminfo cannot be read)."""
-    total = read_meminfo(proc).get("MemTotal")
-    if not total:
-        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return max(total // 2, 1)
+    """Half of MemTotal (from sysconf when /proc/meminfo cannot be read): the per-buffer rule of
+    :mod:`devalloc.limits` for a machine without a cgroup limit."""
+    return max(mem_total(proc) // 2, 1)
 
 
 def system_ram_bits(proc: str = "/proc") -> int | None:

@@ -30,6 +30,9 @@ from typing import Protocol
 from .._fd import FdResource, ioctl, open_fd
 from ..buffer import Buffer, check_name, named
 from ..errors import UsageError, error_from_oserror
+from ..limits import CLOSE_HOOKS as _CLOSE_HOOKS
+from ..limits import charge as _charge
+from ..limits import discharge as _discharge
 from ..uapi import udmabuf as _uapi
 from .properties import HeapProperties
 
@@ -38,7 +41,9 @@ SIZE_LIMIT_PARAM = "/sys/module/udmabuf/parameters/size_limit_mb"
 #: The module's default ``size_limit_mb``: 64 MiB per buffer.
 DEFAULT_SIZE_LIMIT = 64 << 20
 _MEMFD_FLAGS = os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING
+_U32 = 1 << 32
 _U64 = 1 << 64
+_MAX_FILE = 1 << 63  # off_t
 
 
 class SupportsFileno(Protocol):
@@ -50,7 +55,16 @@ FdLike = SupportsFileno | int
 
 
 def _borrow(fd: FdLike) -> int:
-    return fd if isinstance(fd, int) else fd.fileno()
+    """The fd number of ``fd`` (an int, or an object with ``fileno()``), checked to be one."""
+    try:
+        number = fd.fileno() if not isinstance(fd, int) else fd
+    except AttributeError:
+        number = None
+    if type(number) is not int or not 0 <= number < 1 << 31:
+        raise UsageError(
+            f"udmabuf: expected a memfd (an fd or an object with fileno()), not {fd!r}"
+        )
+    return number
 
 
 def size_limit_bytes(param: str = SIZE_LIMIT_PARAM) -> int | None:
@@ -72,18 +86,26 @@ class Memfd(FdResource):
     """
 
     def __init__(self, size: int, *, name: str = "devalloc", seal_shrink: bool = True) -> None:
-        if type(size) is not int or size < 0:
-            raise UsageError(f"memfd size must be a non-negative integer, not {size!r}")
+        if not (type(size) is int and 0 <= size < _MAX_FILE and type(name) is str):
+            if type(size) is not int or size < 0:
+                raise UsageError(f"memfd size must be a non-negative integer, not {size!r}")
+            if size >= _MAX_FILE:
+                raise UsageError(f"memfd size {size} is beyond what a file can hold (2**63 - 1)")
+            raise UsageError(f"memfd name must be a string, not {name!r}")
         try:
             fd = os.memfd_create(name, _MEMFD_FLAGS)
         except OSError as exc:
             raise error_from_oserror(exc, "memfd_create failed") from exc
+        except ValueError as exc:  # NUL, or a name the file system encoding cannot encode
+            raise UsageError(f"memfd name {name!r} cannot be used: {exc}") from exc
         try:
             os.ftruncate(fd, size)
             if seal_shrink:
                 fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK)
-        except OSError as exc:
+        except BaseException as exc:
             os.close(fd)
+            if not isinstance(exc, OSError):
+                raise
             raise error_from_oserror(exc, f"cannot size and seal memfd {name}") from exc
         # FdResource's attributes set here (this runs once per udmabuf allocation); _fd last.
         self.description = f"memfd {name}"
@@ -124,11 +146,23 @@ class UdmabufDevice(FdResource):
         dev = self._fd
         if dev < 0:
             self.fileno()  # raises ClosedResourceError
+        # The dma-buf pins the range's pages for its life: charged to devalloc's total.
+        _charge(size, "udmabuf")
+        return self._create(dev, fd, offset, size, cloexec)
+
+    def _create(self, dev: int, fd: int, offset: int, size: int, cloexec: bool) -> Buffer:
+        """UDMABUF_CREATE on checked arguments, ``size`` already charged (discharged on failure
+        here, and on the buffer's close)."""
         # positional (memfd, flags, offset, size): keywords cost more than the ioctl's setup
-        arg = _uapi.udmabuf_create(fd, _uapi.UDMABUF_FLAGS_CLOEXEC if cloexec else 0, offset, size)
         try:
+            arg = _uapi.udmabuf_create(
+                fd, _uapi.UDMABUF_FLAGS_CLOEXEC if cloexec else 0, offset, size
+            )
             new_fd = fcntl.ioctl(dev, _uapi.UDMABUF_CREATE, arg, True)
-        except OSError as exc:
+        except BaseException as exc:
+            _discharge(size)
+            if not isinstance(exc, OSError):
+                raise
             raise error_from_oserror(
                 exc,
                 f"create a udmabuf of {size} bytes at offset {offset} of fd {fd}",
@@ -136,33 +170,55 @@ class UdmabufDevice(FdResource):
                 operation="UDMABUF_CREATE",
             ) from exc
         # udmabuf exports O_RDWR dma-bufs.
-        return Buffer._adopt(new_fd, "udmabuf", "buffer from udmabuf", size)
+        buf = Buffer._adopt(new_fd, "udmabuf", "buffer from udmabuf", size)
+        buf._close_hooks = _CLOSE_HOOKS  # discharge the limits' total on close
+        return buf
 
     def create_list(
         self, ranges: Sequence[tuple[FdLike, int, int]], *, cloexec: bool = True
     ) -> Buffer:
         """One dma-buf over several (memfd, offset, size) ranges, in order (UDMABUF_CREATE_LIST)."""
-        if not ranges:
-            raise UsageError("udmabuf: create_list needs at least one (memfd, offset, size) range")
-        arg = _uapi.udmabuf_create_list_of(len(ranges))()
-        arg.head.flags = _uapi.UDMABUF_FLAGS_CLOEXEC if cloexec else 0
-        arg.head.count = len(ranges)
-        total = 0
-        for item, (memfd, offset, size) in zip(arg.list, ranges, strict=True):
+        if not isinstance(ranges, Sequence) or isinstance(ranges, (str, bytes)) or not ranges:
+            raise UsageError(
+                "udmabuf: create_list needs a non-empty sequence of (memfd, offset, size) ranges, "
+                f"not {ranges!r}"
+            )
+        if len(ranges) >= _U32:
+            raise UsageError(f"udmabuf: {len(ranges)} ranges is more than the kernel takes")
+        checked = []
+        for entry in ranges:
+            if not isinstance(entry, tuple) or len(entry) != 3:
+                raise UsageError(
+                    f"udmabuf: a range is a (memfd, offset, size) tuple, not {entry!r}"
+                )
+            memfd, offset, size = entry
             _check_range(offset, size)
-            item.memfd = _borrow(memfd)
+            checked.append((_borrow(memfd), offset, size))
+        total = sum(size for _, _, size in checked)
+        arg = _uapi.udmabuf_create_list_of(len(checked))()
+        arg.head.flags = _uapi.UDMABUF_FLAGS_CLOEXEC if cloexec else 0
+        arg.head.count = len(checked)
+        for item, (fd, offset, size) in zip(arg.list, checked, strict=True):
+            item.memfd = fd
             item.offset = offset
             item.size = size
-            total += size
-        new_fd = ioctl(
-            self.fileno(),
-            _uapi.UDMABUF_CREATE_LIST,
-            arg,
-            name="UDMABUF_CREATE_LIST",
-            what=f"create a udmabuf of {len(ranges)} ranges, {total} bytes",
-            path=self.path,
-        )
-        return Buffer(new_fd, exporter="udmabuf", size=total)
+        dev = self.fileno()
+        _charge(total, "udmabuf")
+        try:
+            new_fd = ioctl(
+                dev,
+                _uapi.UDMABUF_CREATE_LIST,
+                arg,
+                name="UDMABUF_CREATE_LIST",
+                what=f"create a udmabuf of {len(ranges)} ranges, {total} bytes",
+                path=self.path,
+            )
+        except BaseException:
+            _discharge(total)
+            raise
+        buf = Buffer._adopt(new_fd, "udmabuf", "buffer from udmabuf", total)
+        buf._close_hooks = _CLOSE_HOOKS
+        return buf
 
 
 def _check_range(offset: int, size: int) -> None:
@@ -236,9 +292,15 @@ class UdmabufHeap:
                 f"{self.size_limit >> 20} MiB ({self.size_limit_param}); raise it with "
                 "udmabuf.size_limit_mb= or use another heap"
             )
-        self.device.fileno()
-        with Memfd(length, name=name or "devalloc-udmabuf") as mfd:
-            buf = self.device.create(mfd, 0, length)
+        dev = self.device.fileno()
+        _charge(length, "udmabuf")
+        try:
+            mfd = Memfd(length, name=name or "devalloc-udmabuf")
+        except BaseException:
+            _discharge(length)
+            raise
+        with mfd:
+            buf = self.device._create(dev, mfd.fileno(), 0, length, True)
         return named(buf, name)
 
     def close(self) -> None:
