@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from devalloc import limits
 from devalloc.allocator import Allocator, heap_request
 from devalloc.buffer import Buffer
 from devalloc.cli import main
 from devalloc.constraints import Constraints, MemoryRules
 from devalloc.devices.discover import Discovery
 from devalloc.errors import (
+    AllocationLimitError,
     ClosedResourceError,
     NoPlanError,
     OutOfMemoryError,
@@ -31,7 +33,7 @@ from devalloc.heaps.properties import HeapProperties
 from devalloc.heaps.registry import HeapRegistry
 from devalloc.negotiate import NegotiationError, negotiate
 
-from .conftest import assert_fd_closed, open_fds
+from .conftest import assert_fd_closed, open_fds, require
 
 NV12 = fourcc_code("NV12")
 XR24 = fourcc_code("XR24")
@@ -281,3 +283,82 @@ def test_out_of_memory_falls_back_to_the_next_eligible_heap(empty_dev: Path) -> 
         assert registry.stats(second).failures == 1
     assert open_fds() == before
     registry.close()
+
+
+# --- the size caps (issue 12, defect 1: count x size) ----------------------------------------
+
+
+@pytest.fixture
+def caps() -> Iterator[None]:
+    """Explicit caps for the test, the defaults again afterwards."""
+    yield
+    limits.set_limits()
+
+
+def _nothing_allocated(before_fds: set[int], before_bytes: int) -> None:
+    assert open_fds() == before_fds
+    assert limits.in_use() == before_bytes
+
+
+def test_count_times_size_above_the_total_cap_is_refused_before_any_buffer(caps: None) -> None:
+    limits.set_limits(max_buffer=1 << 30, max_total=16 << 30)
+    fds, in_use = open_fds(), limits.in_use()
+    with (
+        Allocator(discover_devices=False) as alloc,
+        pytest.raises(AllocationLimitError, match=r"1000 x 268435456 bytes") as info,
+    ):
+        alloc.allocate(8192, 8192, usages=["vgem"], allow_cpu_only=True, count=1000)
+    assert "DEVALLOC_MAX_TOTAL" in str(info.value)
+    assert "Allocator.allocate (XRGB8888 8192x8192)" in str(info.value)
+    _nothing_allocated(fds, in_use)
+
+
+def test_issue_reproduction_with_the_machine_defaults() -> None:
+    asked = 1000 * (256 << 20)
+    require(asked > limits.max_total(), "this machine's default total cap is above 250 GiB")
+    fds, in_use = open_fds(), limits.in_use()
+    with Allocator(discover_devices=False) as alloc, pytest.raises(AllocationLimitError):
+        alloc.allocate(8192, 8192, usages=["vgem"], allow_cpu_only=True, count=1000)
+    _nothing_allocated(fds, in_use)
+
+
+def test_one_buffer_above_the_buffer_cap_is_refused(alloc: Allocator, caps: None) -> None:
+    limits.set_limits(max_buffer=64 << 10)
+    fds, in_use = open_fds(), limits.in_use()
+    with pytest.raises(AllocationLimitError, match="per-buffer cap"):
+        alloc.allocate(256, 256, usages=["camera"], formats=["XR24"], allow_cpu_only=True)
+    _nothing_allocated(fds, in_use)
+
+
+def test_the_total_cap_counts_live_buffers(alloc: Allocator, caps: None) -> None:
+    size = 64 * 64 * 4
+    limits.set_limits(max_total=3 * size + limits.in_use())
+    kwargs = {"usages": ["camera"], "formats": ["XR24"], "allow_cpu_only": True}
+    with alloc.allocate(64, 64, count=2, **kwargs) as held:  # type: ignore[arg-type]
+        assert held.plan.layout.size == size
+        fds, in_use = open_fds(), limits.in_use()
+        with pytest.raises(AllocationLimitError, match=f"2 x {size} bytes"):
+            alloc.allocate(64, 64, count=2, **kwargs)  # type: ignore[arg-type]
+        _nothing_allocated(fds, in_use)
+    with alloc.allocate(64, 64, count=3, **kwargs) as again:  # type: ignore[arg-type]
+        assert len(again.images) == 3
+
+
+def test_per_plane_images_are_capped_per_buffer_and_in_total(alloc: Allocator, caps: None) -> None:
+    mplane = Constraints("m2m", "out", ((NV12, 0),), buffers="per-plane")
+    sizes = negotiate([mplane], 128, 128).layout.buffer_sizes
+    assert len(sizes) == 2
+    # Each buffer fits the per-buffer cap though the image does not: allowed.
+    limits.set_limits(max_buffer=max(sizes), max_total=2 * sum(sizes) + limits.in_use())
+    with alloc.allocate(128, 128, usages=[mplane], count=2, allow_cpu_only=True) as result:
+        assert [len(image) for image in result.images] == [2, 2]
+    fds, in_use = open_fds(), limits.in_use()
+    with pytest.raises(AllocationLimitError, match="2 buffers per image"):
+        alloc.allocate(128, 128, usages=[mplane], count=3, allow_cpu_only=True)
+    _nothing_allocated(fds, in_use)
+
+
+@pytest.mark.parametrize("count", [True, False, 0, -1, 1.5, "2", None, 2**64 * 1.0])
+def test_count_must_be_a_positive_int(alloc: Allocator, count: object) -> None:
+    with pytest.raises(UsageError, match="count must be a positive integer"):
+        alloc.allocate(64, 64, usages=["camera"], count=count, allow_cpu_only=True)  # type: ignore[arg-type]

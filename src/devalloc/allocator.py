@@ -36,10 +36,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+from . import limits
 from .buffer import Buffer
 from .constraints import Constraints, CpuAccess, load_constraints
 from .devices.discover import DeviceInfo, Discovery, discover
@@ -417,6 +419,8 @@ class Allocator:
         sizes = plan.layout.buffer_sizes or ((plan.layout.size,) if plan.layout.size else ())
         if size is not None:
             sizes = tuple(max(s, size) for s in sizes)
+        if sizes:
+            _check_limits(plan, sizes, count)
         if not sizes:
             raise UsageError(
                 f"the plan's {plan.format.name} layout with modifier {plan.modifier.name} is"
@@ -663,6 +667,20 @@ class Allocator:
             f"verification still fails after {MAX_ATTEMPTS} attempts: "
             + "; ".join(a for at in attempts for a in at.learned)
         )
+
+
+def _check_limits(plan: Plan, sizes: Sequence[int], count: int) -> None:
+    """Refuse ``count`` images of ``sizes`` before the first buffer is made when a buffer is
+    above devalloc's per-buffer cap or the images would take the process total above its cap
+    (:mod:`devalloc.limits`)."""
+    what = f"Allocator.allocate ({plan.format.name} {plan.width}x{plan.height})"
+    if len(sizes) == 1:
+        limits.check(sizes[0], count, what=what)
+        return
+    limits.check(max(sizes), 1, what=what)
+    # The total, exactly, in units every buffer size is a multiple of (each below the cap).
+    unit = math.gcd(*sizes)
+    limits.check(unit, count * sum(sizes) // unit, what=f"{what}, {len(sizes)} buffers per image")
 
 
 def _check_arguments(
