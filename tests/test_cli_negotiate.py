@@ -135,7 +135,7 @@ def test_no_plan_json(capsys: pytest.CaptureFixture[str]) -> None:
         (["-d", CAMERA, "--size", "0x64"], "size '0x64'"),
         (["-d", CAMERA, "--size", "big"], "size 'big' is not WIDTHxHEIGHT"),
         (["-d", CAMERA, "--size=-5x3"], "size '-5x3'"),
-        (["-d", CAMERA, "--size", "-5x3"], "--size: expected one argument"),
+        (["-d", CAMERA, "--size", "-5x3"], "size '-5x3' is not WIDTHxHEIGHT"),
         (["-d", CAMERA, "--size", "64x64", "--format", "NV13"], "unknown pixel format 'NV13'"),
         (["-d", CAMERA, "--size", "64x64", "--cpu-access", "all"], "invalid choice: 'all'"),
         (["-d", CAMERA], "--size"),

@@ -14,25 +14,25 @@ Errors are one line on stderr (``--debug`` shows the traceback).
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
-import pkgutil
-import re
 import sys
 import traceback
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
 
-from . import commands
+from .commands import alloc, bench, devices, examples, heaps, negotiate, ps
 from .commands._common import (
     EXIT_FAILURE,
     EXIT_NO_PLAN,
     EXIT_OK,
     EXIT_USAGE,
     Parser,
+    check_argv,
     int_at_least,
     int_or_text,
+    one_line,
 )
 from .errors import DevallocError, NoPlanError, UsageError
 from .formats import (
@@ -47,7 +47,20 @@ from .heaps.properties import HeapRequest
 from .heaps.registry import HeapRegistry, NoHeapError
 from .system import Node, Survey, survey
 
-__all__ = ["EXIT_FAILURE", "EXIT_NO_PLAN", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+__all__ = [
+    "COMMANDS",
+    "EXIT_FAILURE",
+    "EXIT_NO_PLAN",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "build_parser",
+    "main",
+]
+
+#: The modules of :mod:`devalloc.commands` whose ``register(sub)`` adds sub-commands, in help
+#: order. Listed here, not found by listing the package directory at run time: a directory the
+#: process cannot read (a clone inside a 0700 directory, privileges dropped) must not lose commands.
+COMMANDS: tuple[ModuleType, ...] = (alloc, bench, devices, examples, heaps, negotiate, ps)
 
 _SELFTEST_BYTES = 1 << 20
 
@@ -228,9 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     lay.add_argument("--json", action="store_true", help="machine-readable output")
     lay.set_defaults(func=_cmd_layout)
 
-    for module in sorted(m.name for m in pkgutil.iter_modules(commands.__path__)):
-        if not module.startswith("_"):
-            importlib.import_module(f"{commands.__name__}.{module}").register(sub)
+    for module in COMMANDS:
+        module.register(sub)
 
     parser.set_defaults(func=_cmd_info)
     return parser
@@ -240,25 +252,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``devalloc`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    # A size such as "-5x3" would be taken for an option; mark it as positional so that the size
-    # parser reports what is wrong with it.
-    for i, arg in enumerate(argv):
-        if re.fullmatch(r"-\d+x-?\d*", arg):
-            argv[i:i] = ["--"]
-            break
     try:
+        check_argv(argv)
         args = build_parser().parse_args(argv)
         result: int = args.func(args)
         return result
     except UsageError as exc:
         if debug:
             traceback.print_exc()
-        print(f"devalloc: error: {exc}", file=sys.stderr)
+        print(f"devalloc: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except NoPlanError as exc:
         if debug:
             traceback.print_exc()
-        print(f"devalloc: {exc}", file=sys.stderr)
+        print(f"devalloc: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_NO_PLAN
     except BrokenPipeError:  # the reader went away (devalloc ... | head): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -266,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DevallocError, OSError) as exc:
         if debug:
             traceback.print_exc()
-        print(f"devalloc: {exc}", file=sys.stderr)
+        print(f"devalloc: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130

@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import difflib
 import re
-import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Final, Literal, TypeVar, cast
 
-from ._toml import key_lines, read_text_file
+from ._toml import key_lines, parse_toml, path_kind, read_text_file, shown
 from .errors import UsageError
 from .formats import (
     MAX_DIMENSION,
@@ -450,6 +449,12 @@ class _Table:
         self.where = where
         if not isinstance(data, Mapping):
             raise UsageError(f"{where(path)}{self._dotted(path) or 'the document'} is a table")
+        for key in data:
+            if not isinstance(key, str):
+                raise UsageError(
+                    f"{where(path)}{self._dotted(path) or 'the document'} has a key that is"
+                    f" not a string: {shown(key)}"
+                )
         self.data: Mapping[str, object] = data
         self.used: set[str] = set()
 
@@ -633,10 +638,7 @@ def loads_device(text: str, source: str = "<string>") -> DeviceProfile:
         UsageError: invalid TOML, an unknown key, a wrong type, an unknown format or modifier,
             or an invalid value; the message names the file, the line and the key.
     """
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{source}: invalid TOML: {exc}") from None
+    data, source = parse_toml(text, source, "device file")
     where = _locator(source, text)
     top = _Table(data, (), where)
     device = top.text("device", required=True)
@@ -736,11 +738,12 @@ def load_device_file(path: str | Path) -> DeviceProfile:
     """Read a device file.
 
     Raises:
-        UsageError: no such file, or anything :func:`loads_device` refuses.
+        UsageError: a path of the wrong type or one that cannot name a file, no such file, or
+            anything :func:`loads_device` refuses.
         KernelError: the file exists but cannot be read (e.g. permission denied).
     """
-    source = str(path)
     text = read_text_file(path, "device file")
+    source = str(path)
     profile = loads_device(text, source)
     return DeviceProfile(
         profile.device, profile.description, profile.sources, profile.usages, source
@@ -754,19 +757,18 @@ def _bundled() -> tuple[list[str], Callable[[str], Path]]:
 
 
 def _resolve(name: str) -> Path:
-    path = Path(name)
-    if path.is_file():
-        return path
+    if path_kind(name, "device file") == "file":
+        return Path(name)
     names, locate = _bundled()
     if name in names:
         return Path(locate(name))
-    if path.suffix == ".toml" or "/" in name:
-        raise UsageError(f"{name}: no such device file")
+    if name.endswith(".toml") or "/" in name:
+        raise UsageError(f"{shown(name)}: no such device file")
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     hint = f"; closest: {', '.join(close)}" if close else ""
     listed = ", ".join(names) if names else "none"
     raise UsageError(
-        f"no device file or bundled profile named {name!r}{hint} (bundled profiles: {listed})"
+        f"no device file or bundled profile named {shown(name)}{hint} (bundled profiles: {listed})"
     )
 
 
@@ -777,22 +779,29 @@ def load_constraints(spec: str) -> list[Constraints]:
     (``devalloc.profiles.profile_names()``).
 
     Raises:
-        UsageError: no such file or profile, an invalid file, or an unknown usage (the message
-            lists the file's usages).
+        UsageError: not a string, no such file or profile, a path that cannot name a file (too
+            long, a NUL), an invalid file, or an unknown usage (the message lists the file's
+            usages).
+        KernelError: the file exists but cannot be read (e.g. permission denied).
     """
     if not isinstance(spec, str) or not spec.strip():
-        raise UsageError(f"a device is FILE[:USAGE], not {spec!r}")
+        raise UsageError(f"a device is FILE[:USAGE], not {shown(spec)}")
     name, usage = spec, None
-    if not Path(spec).exists() and ":" in spec:
-        name, _, usage = spec.rpartition(":")
-        if not name or not usage:
-            raise UsageError(f"a device is FILE[:USAGE], not {spec!r}")
+    if ":" in spec:
+        try:
+            whole = path_kind(spec, "device file")
+        except UsageError:  # cannot name a file (too long, a NUL): FILE:USAGE decides
+            whole = None
+        if whole is None:
+            name, _, usage = spec.rpartition(":")
+            if not name or not usage:
+                raise UsageError(f"a device is FILE[:USAGE], not {shown(spec)}")
     profile = load_device_file(_resolve(name))
     if usage is None:
         return list(profile.usages.values())
     if usage not in profile.usages:
         raise UsageError(
-            f"{name}: device {profile.device} has no usage {usage!r};"
+            f"{name}: device {profile.device} has no usage {shown(usage)};"
             f" its usages: {', '.join(profile.usages)}"
         )
     return [profile.usages[usage]]

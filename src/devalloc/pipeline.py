@@ -35,13 +35,12 @@ from __future__ import annotations
 
 import difflib
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal, cast
 
-from ._toml import KeyPath, key_lines, read_text_file
+from ._toml import KeyPath, check_path, key_lines, parse_toml, path_kind, read_text_file, shown
 from .constraints import (
     CPU_ACCESS_VALUES,
     Constraints,
@@ -243,7 +242,11 @@ def _resolve_profile(reader: _Reader, base: _KeyPath, profile: str, directory: P
     """A device file path relative to the pipeline file, else a bundled profile name."""
     where = (*base, "profile")
     candidate = directory / profile
-    if candidate.is_file():
+    try:
+        kind = path_kind(candidate, "device file")
+    except UsageError as exc:
+        raise reader.fail(where, str(exc)) from None
+    if kind == "file":
         return candidate
     if profile in profile_names():
         return profile_path(profile)
@@ -322,14 +325,11 @@ def loads_pipeline(
         directory: where relative device-file paths are looked up (default: the current one).
 
     Raises:
-        UsageError: invalid TOML, an unknown or missing key, a wrong type or value, an unknown
-            format, profile or usage, or a device given twice; the message names the file, the
-            line and the key.
+        UsageError: not TOML text (see :func:`devalloc._toml.parse_toml`), invalid TOML, an
+            unknown or missing key, a wrong type or value, an unknown format, profile or usage,
+            or a device given twice; the message names the file, the line and the key.
     """
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{source}: invalid TOML: {exc}") from None
+    data, source = parse_toml(text, source, "pipeline file")
     reader = _Reader(source, key_lines(text))
     reader.check_keys(data, (), _TOP_KEYS)
     name = reader.text(data, (), "name", required=True)
@@ -353,7 +353,7 @@ def loads_pipeline(
         raise UsageError(f"{source}: missing [[devices]]: a pipeline names at least one device")
     if not isinstance(items, list) or not items:
         raise reader.fail(("devices",), "must be one or more [[devices]] tables")
-    folder = Path(directory) if directory is not None else Path.cwd()
+    folder = Path.cwd() if directory is None else check_path(directory, "pipeline directory")
     devices: list[PipelineDevice] = []
     seen: dict[str, _KeyPath] = {}
     for index, item in enumerate(items):
@@ -385,21 +385,22 @@ def load_pipeline(path: str | Path) -> Pipeline:
     """Read a pipeline file; device-file paths in it are relative to its directory.
 
     Raises:
-        UsageError: no such file, or anything :func:`loads_pipeline` refuses.
+        UsageError: a path of the wrong type or one that cannot name a file, no such file, or
+            anything :func:`loads_pipeline` refuses.
         KernelError: the file exists but cannot be read (e.g. permission denied).
     """
-    source = str(path)
     text = read_text_file(path, "pipeline file")
-    return loads_pipeline(text, source, Path(path).parent)
+    source = str(path)
+    return loads_pipeline(text, source, Path(source).parent)
 
 
 def pipeline_paths(directory: str | Path) -> list[Path]:
     """The pipeline files (``*.toml``) in ``directory``, sorted by name.
 
     Raises:
-        UsageError: ``directory`` is not a directory.
+        UsageError: ``directory`` is not a directory (or not a path).
     """
-    folder = Path(directory)
-    if not folder.is_dir():
-        raise UsageError(f"{folder}: not a directory of pipeline files")
+    folder = check_path(directory, "pipeline directory")
+    if path_kind(folder, "pipeline directory") != "dir":
+        raise UsageError(f"{shown(str(folder))}: not a directory of pipeline files")
     return sorted(p for p in folder.glob("*.toml") if p.is_file())

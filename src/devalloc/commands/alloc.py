@@ -17,7 +17,16 @@ from ..allocator import Allocation, Allocator
 from ..constraints import CPU_ACCESS_VALUES
 from ..formats import parse_size
 from ..negotiate import NegotiationError
-from ._common import EXIT_NO_PLAN, EXIT_OK, SubParsers, add_json_flag, int_at_least, print_json
+from ._common import (
+    EXIT_NO_PLAN,
+    EXIT_OK,
+    SubParsers,
+    add_json_flag,
+    int_at_least,
+    one_line,
+    print_json,
+    utf8_text,
+)
 from .negotiate import print_failure, print_plan
 
 
@@ -56,7 +65,7 @@ def register(sub: SubParsers) -> None:
         action="store_true",
         help="fall back to CPU-only memfd buffers when no device-importable heap fits",
     )
-    parser.add_argument("--name", help="dma-buf name prefix (shown by devalloc ps)")
+    parser.add_argument("--name", type=utf8_text, help="dma-buf name prefix (shown by devalloc ps)")
     add_json_flag(parser)
     parser.set_defaults(func=_run)
 
@@ -120,7 +129,7 @@ def _run(args: argparse.Namespace) -> int:
                 )
             else:
                 print_failure(exc, devices, f"{width}x{height}")
-            print(f"devalloc: {exc}", file=sys.stderr)
+            print(f"devalloc: {one_line(str(exc))}", file=sys.stderr)
             return EXIT_NO_PLAN
         with result:
             if args.json:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 from ..devices.discover import Discovery, DrmInfo, V4l2Info, discover
-from ._common import EXIT_OK, SubParsers, add_json_flag, print_json
+from ._common import EXIT_OK, SubParsers, add_json_flag, directory, print_json
 
 
 def _usages(device: DrmInfo | V4l2Info) -> str:
@@ -110,6 +110,6 @@ def register(sub: SubParsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_json_flag(parser)
-    parser.add_argument("--dev", default="/dev", help=argparse.SUPPRESS)
-    parser.add_argument("--sysfs", default="/sys", help=argparse.SUPPRESS)
+    parser.add_argument("--dev", type=directory, default="/dev", help=argparse.SUPPRESS)
+    parser.add_argument("--sysfs", type=directory, default="/sys", help=argparse.SUPPRESS)
     parser.set_defaults(func=_cmd_devices)

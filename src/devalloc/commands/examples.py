@@ -20,17 +20,19 @@ written; 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._toml import path_kind, shown
 from ..allocator import Allocation, Allocator
 from ..buffer import Buffer
 from ..errors import DevallocError, NoPlanError, UsageError
 from ..negotiate import NegotiationError, Plan
 from ..pipeline import Pipeline, load_pipeline, pipeline_paths
-from ._common import EXIT_FAILURE, EXIT_OK, SubParsers, add_json_flag, print_json
+from ._common import EXIT_FAILURE, EXIT_OK, SubParsers, add_json_flag, one_line, print_json
 
 __all__ = ["Outcome", "fill_and_check", "register", "run_live", "run_pipeline"]
 
@@ -257,13 +259,13 @@ def run_live(alloc: Allocator) -> Outcome | None:
 def _pipelines(paths: list[str]) -> list[Pipeline]:
     files: list[Path] = []
     for text in paths:
-        path = Path(text)
-        if path.is_dir():
-            files.extend(pipeline_paths(path))
-        elif path.is_file():
-            files.append(path)
+        kind = path_kind(text, "pipeline file")
+        if kind == "dir":
+            files.extend(pipeline_paths(text))
+        elif kind == "file":
+            files.append(Path(text))
         else:
-            raise UsageError(f"no pipeline file or directory {text!r}")
+            raise UsageError(f"no pipeline file or directory {shown(text)}")
     return [load_pipeline(f) for f in files]
 
 
@@ -284,6 +286,13 @@ def _run(args: argparse.Namespace) -> int:
                 outcomes.append(live)
         live_names = [d.name for d in alloc.discovery.devices()]
     ok = all(o.ok for o in outcomes)
+    if not ok:  # the reason is in the report on stdout; stderr says that it failed, and where
+        failed = [o.name for o in outcomes if not o.ok]
+        print(
+            f"devalloc: examples: {len(failed)} of {len(outcomes)} pipelines did not give what"
+            f" their file expects: {one_line(', '.join(failed))}",
+            file=sys.stderr,
+        )
     if args.json:
         print_json(
             {"ok": ok, "live_devices": live_names, "pipelines": [o.to_json() for o in outcomes]}

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..heaps.properties import HeapProperties
 from ..heaps.registry import HeapRegistry, read_meminfo
-from ._common import EXIT_OK, SubParsers, add_json_flag, print_json
+from ._common import EXIT_OK, SubParsers, add_json_flag, directory, print_json
 
 
 def _yes_no(value: bool | None) -> str:
@@ -113,7 +113,7 @@ def register(sub: SubParsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_json_flag(parser)
-    parser.add_argument("--dev", default="/dev", help=argparse.SUPPRESS)
-    parser.add_argument("--sysfs", default="/sys", help=argparse.SUPPRESS)
-    parser.add_argument("--proc", default="/proc", help=argparse.SUPPRESS)
+    parser.add_argument("--dev", type=directory, default="/dev", help=argparse.SUPPRESS)
+    parser.add_argument("--sysfs", type=directory, default="/sys", help=argparse.SUPPRESS)
+    parser.add_argument("--proc", type=directory, default="/proc", help=argparse.SUPPRESS)
     parser.set_defaults(func=_cmd_heaps)

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..accounting import DmaBuf, DmaBufReport, ExporterTotal, scan
 from ..errors import UsageError
-from ._common import EXIT_OK, SubParsers, add_json_flag, int_at_least, print_json
+from ._common import EXIT_OK, SubParsers, add_json_flag, directory, int_at_least, print_json
 
 
 def human_size(value: int) -> str:
@@ -253,7 +253,9 @@ def register(sub: SubParsers) -> None:
         action="store_true",
         help="do not read /proc/PID/maps (buffers held only by a mapping are then missed)",
     )
-    parser.add_argument("--proc", default="/proc", help="where procfs is mounted (/proc)")
+    parser.add_argument(
+        "--proc", type=directory, default="/proc", help="where procfs is mounted (/proc)"
+    )
     parser.add_argument("--sysfs", default="/sys", help="where sysfs is mounted (/sys)")
     parser.add_argument(
         "--debugfs",
