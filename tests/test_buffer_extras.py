@@ -292,7 +292,9 @@ def test_a_plane_array_kept_past_the_access_does_not_stop_close() -> None:
     with buf.cpu_access("w") as view:
         y, _ = buf.planes(view)
     y[0, 0] = 9  # still mapped: memory-safe, just outside the bracket
-    buf.close()
+    with pytest.raises(UsageError, match="outlived its cpu_access block"):
+        buf.close()  # closed all the same, and said so
+    assert buf.closed
     assert_fd_closed(fd)
     assert y[0, 0] == 9
     del y

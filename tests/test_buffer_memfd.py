@@ -165,3 +165,55 @@ def test_a_sync_interrupted_is_retried_and_other_errors_are_typed(
             buf._sync_failed(99, start, OSError(errno.EBADF, "bad"))
         assert info.value.errno == errno.EBADF
         assert info.value.operation == "DMA_BUF_IOCTL_SYNC"
+
+
+def test_close_with_a_view_kept_past_its_access_closes_and_says_so() -> None:
+    buf = MemfdHeap().allocate(PAGE)
+    fd = buf.fileno()
+    closed: list[int] = []
+    buf.add_close_hook(closed.append)
+    with buf.cpu_access("w") as view:
+        view[:4] = b"kept"
+        kept = view[:]
+    with pytest.raises(UsageError, match="outlived its cpu_access block"):
+        buf.close()
+    assert buf.closed
+    assert_fd_closed(fd)  # the buffer's own fd is closed all the same
+    assert closed == [PAGE]
+    assert bytes(kept[:4]) == b"kept"  # Python keeps the memory mapped for the view ...
+    kept.release()  # ... until it goes (with mmap's own duplicate fd)
+    buf.close()  # idempotent, and quiet now
+    gc.collect()
+
+
+@pytest.mark.parametrize("fd", [2**31, 2**63, -1, 1.5, "3", None, True])
+def test_from_fd_refuses_what_is_not_an_fd(fd: object) -> None:
+    with pytest.raises(UsageError):
+        Buffer.from_fd(fd)  # type: ignore[arg-type]
+
+
+def test_from_fd_refuses_a_fileno_that_is_not_an_fd() -> None:
+    class Liar:
+        def fileno(self) -> object:
+            return 2**40
+
+    with pytest.raises(UsageError, match="not a file descriptor"):
+        Buffer.from_fd(Liar())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("fd", [2**31, -1, True, 1.0])
+def test_the_constructor_refuses_what_is_not_an_fd(fd: object) -> None:
+    with pytest.raises(UsageError, match="not a file descriptor"):
+        Buffer(fd, exporter="test", size=PAGE)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", [bytearray(), [], {}, None, 1, b"r", "x"])
+def test_cpu_access_refuses_a_bad_mode(mode: object) -> None:
+    with MemfdHeap().allocate(PAGE) as buf, pytest.raises(UsageError, match="mode must be"):
+        buf.cpu_access(mode)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["\udcff", 7, None, "x" * 40, "a\0b"])
+def test_set_name_refuses_a_bad_name(name: object) -> None:
+    with MemfdHeap().allocate(PAGE) as buf, pytest.raises(UsageError, match="name"):
+        buf.set_name(name)  # type: ignore[arg-type]

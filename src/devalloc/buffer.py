@@ -67,6 +67,8 @@ _RETRY_ERRNOS = (errno.EINTR, errno.EAGAIN)
 _MAX_SYNC_RETRIES = 1000
 _ioctl = fcntl.ioctl
 _SYNC = _uapi.DMA_BUF_IOCTL_SYNC
+#: The largest fd number (a C int): a larger int is a caller's mistake, not an OverflowError.
+_FD_MAX = 2**31 - 1
 
 
 class SupportsFileno(Protocol):
@@ -159,7 +161,8 @@ class Buffer(FdResource):
     :mod:`devalloc._fd`).
 
     Raises:
-        ValueError: ``fd`` is not a file descriptor number (the caller still owns it).
+        UsageError: ``fd`` is not a file descriptor number (the caller still owns it; a
+            ValueError too).
         KernelError: the fd could not be inspected (it is closed before raising).
         UsageError: ``layout`` does not fit (the fd is closed before raising).
     """
@@ -192,8 +195,8 @@ class Buffer(FdResource):
         # _adopt's order, with only what differs from the class defaults: then every buffer
         # shares one attribute layout. ``_fd`` (class default -1) is set once the fd is known
         # good, so a failure half-way leaves nothing for __del__ to do.
-        if not isinstance(fd, int) or isinstance(fd, bool) or fd < 0:
-            raise ValueError(f"buffer from {exporter}: not a file descriptor: {fd!r}")
+        if not isinstance(fd, int) or isinstance(fd, bool) or not 0 <= fd <= _FD_MAX:
+            raise UsageError(f"buffer from {exporter}: not a file descriptor: {fd!r}")
         self.description = f"buffer from {exporter}"
         self.exporter = exporter
         try:
@@ -256,8 +259,8 @@ class Buffer(FdResource):
             if isinstance(fd, bool) or not hasattr(fd, "fileno"):
                 raise UsageError(f"Buffer.from_fd needs an fd or an object with fileno(): {fd!r}")
             fd = fd.fileno()
-        if fd < 0:
-            raise UsageError(f"Buffer.from_fd: {fd} is not a file descriptor")
+        if isinstance(fd, bool) or not isinstance(fd, int) or not 0 <= fd <= _FD_MAX:
+            raise UsageError(f"Buffer.from_fd: {fd!r} is not a file descriptor")
         try:
             dup = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 0)
         except OSError as exc:
@@ -295,26 +298,43 @@ class Buffer(FdResource):
             _forgotten(fd, self.description, hooks, self.size)
 
     def close(self) -> None:
-        """Unmap (if mapped), close the fd and run the close hooks. Idempotent."""
+        """Unmap (if mapped), close the fd and run the close hooks. Idempotent.
+
+        A view of the mapping kept past its ``cpu_access`` block (``kept = view[:]``, a plane
+        array, ``view.obj``) cannot be revoked: Python keeps the mapping, and the duplicate fd
+        ``mmap`` holds, until the last such view is gone. close() still closes this buffer's fd
+        and runs its hooks, then says so rather than hiding it.
+
+        Raises:
+            UsageError: a view of the mapping outlived its access (the buffer is closed all the
+                same; the memory is unmapped when the last view is released).
+        """
+        escaped = False
         if self._map is not None:
             mapping, self._map = self._map, None
-            # Plane arrays still alive keep the mapping (and its own fd) until they go.
-            with contextlib.suppress(BufferError):
+            try:
                 mapping.close()
+            except BufferError:
+                escaped = True
         fd = self._fd
-        if fd < 0:
-            return
-        self._fd = -1  # cleared first: a reused fd number is never closed twice
-        hooks = self._close_hooks
-        if not hooks:
-            os.close(fd)
-            return
-        self._close_hooks = ()
-        try:
-            os.close(fd)
-        finally:
-            for hook in hooks:
-                hook(self.size)
+        if fd >= 0:
+            self._fd = -1  # cleared first: a reused fd number is never closed twice
+            hooks = self._close_hooks
+            if not hooks:
+                os.close(fd)
+            else:
+                self._close_hooks = ()
+                try:
+                    os.close(fd)
+                finally:
+                    for hook in hooks:
+                        hook(self.size)
+        if escaped:
+            raise UsageError(
+                f"closed {self.description}, but a view of its CPU mapping outlived its "
+                "cpu_access block (a slice or copy of the memoryview, a plane array): the memory "
+                "stays mapped until that view is released; release views inside the block"
+            )
 
     # -- CPU access ------------------------------------------------------------------------
 
@@ -333,9 +353,17 @@ class Buffer(FdResource):
         what = f"CPU access sync ({flags!r}) of {self.description}"
         raise error_from_oserror(exc, what, operation="DMA_BUF_IOCTL_SYNC") from exc
 
+    def _live_fd(self) -> int:
+        """The fd, for the buffer's own calls (the pool's lent buffers count only what
+        :meth:`fileno` hands out, see :mod:`devalloc.pool`)."""
+        fd = self._fd
+        if fd < 0:
+            raise ClosedResourceError(f"{self.description} is closed")
+        return fd
+
     def _mapping(self) -> mmap.mmap:
         if self._map is None:
-            fd = self.fileno()
+            fd = self._live_fd()
             prot = mmap.PROT_READ | (mmap.PROT_WRITE if self._writable else 0)
             try:
                 self._map = mmap.mmap(fd, self.size, mmap.MAP_SHARED, prot)
@@ -361,7 +389,10 @@ class Buffer(FdResource):
                 CPU-mappable) buffer.
             ClosedResourceError: the buffer is closed (when the block is entered).
         """
-        args = _SYNC_ARGS.get(mode)
+        try:
+            args = _SYNC_ARGS.get(mode)
+        except TypeError:  # unhashable: not a mode
+            args = None
         if args is None or not self.cpu_mappable or (mode != "r" and not self._writable):
             self._refuse_access(mode)
         access = _new_object(CpuAccess)  # its fields set here (see CpuAccess)
@@ -372,7 +403,7 @@ class Buffer(FdResource):
         return access
 
     def _refuse_access(self, mode: object) -> None:
-        if mode not in _SYNC_ARGS:
+        if not isinstance(mode, str) or mode not in _SYNC_ARGS:
             raise UsageError(f"cpu_access mode must be 'r', 'w' or 'rw', not {mode!r}")
         if not self.cpu_mappable:
             what = "protected memory" if self.protected else "memory the CPU cannot map"
@@ -425,7 +456,8 @@ class Buffer(FdResource):
         access is.
 
         Use the arrays only inside the ``cpu_access`` block (caches are synchronised for that
-        bracket only); an array kept longer keeps the mapping alive until it is collected.
+        bracket only); an array kept longer keeps the mapping alive until it is collected (and
+        :meth:`close` then raises UsageError after closing).
 
         Raises:
             UsageError: numpy is missing, no layout is attached (or it is opaque), or ``view`` is
@@ -443,7 +475,7 @@ class Buffer(FdResource):
         try:
             owner = view.obj
             readonly = view.readonly
-        except ValueError:
+        except (ValueError, AttributeError):
             raise UsageError("planes() needs a view from an open cpu_access block") from None
         if self._map is None or owner is not self._map:
             raise UsageError(f"planes() needs a view from cpu_access of {self.description}")
@@ -475,7 +507,7 @@ class Buffer(FdResource):
         raw = name.encode()
         text = ctypes.create_string_buffer(raw, _uapi.DMA_BUF_NAME_LEN)
         ioctl(
-            self.fileno(),
+            self._live_fd(),
             _uapi.DMA_BUF_SET_NAME_B,
             ctypes.c_void_p(ctypes.addressof(text)),
             name="DMA_BUF_SET_NAME_B",
@@ -484,14 +516,15 @@ class Buffer(FdResource):
 
     def info(self) -> DmaBufInfo:
         """The kernel's view of this dma-buf (from /proc/self/fdinfo)."""
-        fields = read_fdinfo(self.fileno())
+        fd = self._live_fd()
+        fields = read_fdinfo(fd)
         inode = fields.get("ino")
         return DmaBufInfo(
             size=int(fields.get("size", self.size)),
             count=int(fields.get("count", 0)),
             exp_name=fields.get("exp_name", "" if self.is_dmabuf else "memfd"),
             name=fields.get("name", ""),
-            inode=int(inode) if inode is not None else os.fstat(self.fileno()).st_ino,
+            inode=int(inode) if inode is not None else os.fstat(fd).st_ino,
         )
 
     def export(self) -> FdResource:
@@ -569,7 +602,10 @@ def check_name(name: str) -> None:
     """Refuse a dma-buf name the kernel would not take (at most 31 bytes, no NUL)."""
     if not isinstance(name, str):
         raise UsageError(f"a dma-buf name must be a string, not {name!r}")
-    raw = name.encode()
+    try:
+        raw = name.encode()
+    except UnicodeEncodeError:
+        raise UsageError(f"dma-buf name {name!r} cannot be encoded as UTF-8") from None
     limit = _uapi.DMA_BUF_NAME_LEN - 1
     if len(raw) > limit or b"\0" in raw:
         raise UsageError(f"dma-buf name {name!r} must be at most {limit} bytes without NUL")

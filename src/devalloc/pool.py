@@ -23,26 +23,49 @@ releasing twice is harmless (idempotent, like every ``close()`` in devalloc), an
 of a released PooledBuffer raises :class:`~devalloc.errors.ClosedResourceError`. A PooledBuffer
 that is never released is returned to the pool by the garbage collector, with a ResourceWarning
 (it keeps its owner: the data in it is still that owner's); after :meth:`BufferPool.close` it is
-closed instead. The pool's state is guarded by one lock; the GC's returns never wait for it (they
-are queued and taken in by the next pool operation, or by a waiter within 0.25 s).
+closed instead. The GC's returns never wait for the pool's lock (they are queued and taken in by
+the next pool operation, or by a waiter within 0.25 s).
 
 **Zeroing between owners (trust domains).** The kernel zeroes every buffer a heap allocates, so a
 client never sees another client's data; a pool recycles buffers and must not weaken that. An
-*owner* is any hashable token for a trust domain (a client id, a process, a session). With the
-default ``zero_on_reuse="on-owner-change"`` a returned buffer is zeroed (through
-``cpu_access("w")``, so caches are maintained) before it goes to a different owner; ``owner=None``
-(the default) is an unknown owner that never matches, so anonymous acquisitions always get zeroed
+*owner* names a trust domain (a client id, a process, a session): ``None``, or a ``str``, ``bytes``
+or ``int`` (exactly those types; ``bool``, floats, subclasses and other objects are refused with a
+UsageError). Two owners are the same when they have the same type and the same value, so ``1``,
+``True`` and ``1.0`` can never pass for one another, nor ``"1"`` for ``b"1"``. With the default
+``zero_on_reuse="on-owner-change"`` a returned buffer is zeroed (between DMA_BUF_IOCTL_SYNC START
+and END, so caches are maintained) before it goes to a different owner; ``owner=None`` (the
+default) is an unknown owner that never matches, so anonymous acquisitions always get zeroed
 buffers. ``"always"`` zeroes every reuse, ``"never"`` none (for a single trust domain). Zeroing
 is the only part of ``acquire`` whose cost grows with the size; it is counted in the stats.
 
-On an owner change the pool also asks the kernel whether anything else still holds the dma-buf:
-``count`` in its fdinfo (every fd, mmap and device import) is compared with the count the pool
-recorded when it got the buffer (its own fd, its CPU mapping, which the pool makes at once, and a
-carveout's pin). A buffer still held elsewhere (an ``export()``, a device import, an fd passed to
-another process) cannot be isolated from its previous owner, so it is *evicted*: the pool closes
-its own fd, forgets the buffer and allocates a replacement when needed (``evictions``,
-``misses``). Keeping imports alive across acquisitions by the same owner (a display that keeps its
-framebuffers) is fine. memfd buffers have no such count, so exports of them cannot be detected.
+**Isolation: nothing an owner was given outlives its lend.** What a PooledBuffer hands out -- the
+:attr:`PooledBuffer.buffer` (a Buffer made for this lend, sharing the pool's fd and mapping),
+every ``cpu_access`` of it -- is revoked by the release: using it raises ClosedResourceError. What
+cannot be revoked makes the pool *evict* the buffer (close it, forget it, allocate a replacement
+when needed; counted in ``evictions`` and ``misses``) rather than lend it to a different owner:
+
+- a view of the CPU mapping kept past its ``cpu_access`` block (``kept = view[:]``, a plane
+  array, ``view.obj``): Python cannot revoke a memoryview. The pool keeps one mapping per buffer
+  and notices any reference to it beyond its own (a reference count compared with the one it
+  recorded, a few dozen nanoseconds);
+- the fd, once handed out (``fileno()``, ``export()``, the lent buffer's ``fileno()``): the pool
+  then asks the kernel whether anything else still holds the dma-buf (``count`` in its fdinfo,
+  every fd, mmap and device import, against the count recorded when the pool got the buffer:
+  its fd, its mapping, a carveout's pin). A buffer still held elsewhere (an export, a device
+  import, an fd passed to another process) is evicted. A memfd has no such count, so a memfd
+  whose fd was handed out is always evicted at an owner change. A lend whose fd never left the
+  pool (the common case: CPU access only) skips the kernel query.
+
+Keeping imports and views alive across acquisitions by the same owner (a display that keeps its
+framebuffers) is fine: the checks run only when the buffer changes hands.
+
+**Signals.** An exception raised by a signal handler (KeyboardInterrupt included) in the middle of
+:meth:`~BufferPool.acquire` or :meth:`~PooledBuffer.release` leaves the pool exact: a buffer is
+always in exactly one place (free, lent to a PooledBuffer that the caller got, or queued for
+return), every move between those is a step no handler can interrupt (CPython runs handlers only
+between such steps), and an acquisition interrupted before it returned gives its buffer back.
+Waiting uses a lock per waiter, not ``threading.Condition`` (whose Python-level bookkeeping an
+interrupt can leave with the pool's lock released twice).
 """
 
 from __future__ import annotations
@@ -50,26 +73,33 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
+import sys
 import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal
 
 from ._fd import FdResource
-from .buffer import AccessMode, Buffer, DmaBufInfo
+from .buffer import _SYNC, _SYNC_ARGS, AccessMode, Buffer, DmaBufInfo, _ioctl
 from .errors import ClosedResourceError, UsageError, error_from_errno
 from .heaps.carveout import Allocates, dmabuf_file_count, fill_zero, heap_label
 
 ZeroPolicy = Literal["on-owner-change", "always", "never"]
+Owner = str | bytes | int
+"""A trust domain: compared by type and value (see the module)."""
 _ZERO_POLICIES: tuple[ZeroPolicy, ...] = ("on-owner-change", "always", "never")
+_OWNER_TYPES = (str, bytes, int)
 #: The longest a waiter sleeps before looking again for buffers the GC returned.
 _WAIT_SLICE = 0.25
 _pool_numbers = itertools.count(1)
 _new_object = object.__new__
+_new_lock = threading.Lock
+_refs = sys.getrefcount
+_now = time.perf_counter_ns
 
 
 class _Nobody:
@@ -79,14 +109,35 @@ class _Nobody:
 _NOBODY = _Nobody()
 
 
-@dataclass(eq=False)
 class _Slot:
-    buffer: Buffer
-    owner: Hashable = _NOBODY
-    dirty: bool = False  # handed out since it was allocated or zeroed
-    # The kernel's reference count of the dma-buf when only the pool held it (its fd, its CPU
-    # mapping, a carveout's pin); None when it cannot be read (memfd buffers).
-    base_refs: int | None = None
+    """One buffer the pool owns, with what the pool knows about it."""
+
+    __slots__ = (
+        "base_refs",
+        "buffer",
+        "dirty",
+        "exposed",
+        "fd",
+        "map_refs",
+        "mapping",
+        "owner",
+        "sync",
+        "zeros",
+    )
+
+    def __init__(self, buffer: Buffer) -> None:
+        self.buffer = buffer
+        self.fd = buffer._fd
+        self.owner: object = _NOBODY
+        self.dirty = False  # handed out since it was allocated or zeroed
+        self.exposed = False  # its fd was handed out since the last owner change
+        # The kernel's reference count of the dma-buf when only the pool held it (its fd, its
+        # CPU mapping, a carveout's pin); None when it cannot be read (memfd buffers).
+        self.base_refs: int | None = None
+        self.mapping = buffer._map  # the pool's one CPU mapping, shared by every lend
+        self.map_refs = 0  # references to it when only the pool holds it
+        self.zeros = b""  # as many zero bytes as the mapping, to zero it with one copy
+        self.sync: tuple[bytearray, bytearray] | None = None  # the START/END of a write access
 
 
 @dataclass(frozen=True)
@@ -102,11 +153,13 @@ class PoolStats:
         in_use: buffers acquired and not released.
         peak_in_use: the most ever in use at once.
         acquires: successful acquisitions.
-        releases: releases (including the garbage collector's).
+        releases: releases (including the garbage collector's, and the return of a buffer whose
+            acquisition was interrupted).
         waits: acquisitions that had to wait.
         timeouts: acquisitions that gave up (TimedOutError).
         misses: buffers allocated after the pool was made (growth or replacement).
-        evictions: buffers dropped because another reference still held them at an owner change.
+        evictions: buffers dropped at an owner change because something the pool cannot revoke
+            (an fd, an import, a view of the mapping) still held them.
         zeroings: buffers zeroed before reuse.
         zeroed_bytes: bytes zeroed before reuse.
         zero_ns: nanoseconds spent zeroing.
@@ -130,44 +183,110 @@ class PoolStats:
     zero_ns: int
 
 
+class _LentBuffer(Buffer):
+    """The :class:`~devalloc.buffer.Buffer` a PooledBuffer hands out for one lend: the pool's fd
+    and CPU mapping, borrowed. The release revokes it (its fd and mapping are forgotten, so every
+    use raises ClosedResourceError); it never closes what it borrowed, and ``close()`` only
+    revokes it early. Handing out its fd (``fileno()``, ``export()``) is recorded, so the pool
+    checks the kernel's reference count before the buffer changes hands."""
+
+    _slot: _Slot
+
+    def fileno(self) -> int:
+        fd = self._fd
+        if fd < 0:
+            raise ClosedResourceError(f"{self.description} was released to its pool")
+        self._slot.exposed = True
+        return fd
+
+    def _live_fd(self) -> int:
+        fd = self._fd
+        if fd < 0:
+            raise ClosedResourceError(f"{self.description} was released to its pool")
+        return fd
+
+    def add_close_hook(self, hook: Callable[[int], None]) -> None:
+        raise UsageError(f"{self.description} is lent by its pool: it is never closed")
+
+    def close(self) -> None:
+        """Stop using it (the pool's buffer stays open until the PooledBuffer is released)."""
+        self._fd = -1
+        self._map = None
+
+    def __del__(self, _forgotten: object = None) -> None:
+        pass  # owns nothing
+
+
 class PooledBuffer:
-    """A buffer lent by a :class:`BufferPool` (a wrapper around the pool's Buffer, not a copy).
+    """A buffer lent by a :class:`BufferPool`.
 
     Use it like a Buffer (``fileno()``, ``cpu_access()``, ``export()``, ``info()``, ``size``, or
     :attr:`buffer` for APIs that take a Buffer), then :meth:`release` it, or use it as a context
-    manager. After release every use raises ClosedResourceError; release again is a no-op.
+    manager. After release every use raises ClosedResourceError, of this object and of everything
+    it handed out (see the module); release again is a no-op.
 
     Attributes:
         pool: the pool it came from.
-        owner: the owner token it was acquired for.
+        owner: the owner it was acquired for.
         size: bytes of the buffer (at least the pool's size: heaps round up to pages).
     """
 
     # Lent at acquisition rate: no instance dict, and a __del__ safety net rather than a
     # weakref.finalize (which alone cost more than a Lock + deque round trip, see bench/). Made
     # only by BufferPool.acquire, which sets the fields itself.
-    __slots__ = ("_slot", "owner", "pool", "size")
+    __slots__ = ("_handle", "_slot", "owner", "pool", "size")
 
     pool: BufferPool
-    owner: Hashable | None
+    owner: Owner | None
     size: int
     _slot: _Slot | None
+    _handle: _LentBuffer | None
 
     def __del__(self) -> None:
-        slot = self._slot
+        try:
+            slot = self._slot
+        except AttributeError:  # interrupted before acquire set it: holds nothing
+            return
         if slot is not None:
             self._slot = None
+            self._revoke()
             self.pool._return_forgotten(slot)
+
+    def _revoke(self) -> None:
+        handle = self._handle
+        if handle is not None:
+            self._handle = None
+            handle._fd = -1
+            handle._map = None
+
+    def _released(self) -> ClosedResourceError:
+        return ClosedResourceError(
+            f"a buffer of pool {self.pool.name} was used after it was released"
+        )
 
     @property
     def buffer(self) -> Buffer:
-        """The pool's Buffer, borrowed: do not close it (release this object instead)."""
+        """The buffer as a :class:`~devalloc.buffer.Buffer`, for this lend only: it shares the
+        pool's fd and mapping and is revoked by the release (``close()`` on it only revokes it).
+        The same object for the whole lend, unless it was closed."""
+        handle = self._handle
+        if handle is not None and handle._fd >= 0:
+            return handle
         slot = self._slot
         if slot is None:
-            raise ClosedResourceError(
-                f"a buffer of pool {self.pool.name} was used after it was released"
-            )
-        return slot.buffer
+            raise self._released()
+        buf = slot.buffer
+        handle = _new_object(_LentBuffer)
+        handle.__dict__.update(buf.__dict__)
+        handle.description = f"lent {buf.description} (pool {self.pool.name})"
+        handle._close_hooks = ()
+        handle._map = slot.mapping
+        handle._slot = slot
+        self._handle = handle
+        if self._slot is not slot:  # released meanwhile (another thread)
+            self._revoke()
+            raise self._released()
+        return handle
 
     @property
     def closed(self) -> bool:
@@ -179,7 +298,8 @@ class PooledBuffer:
         return self.buffer.fileno()
 
     def cpu_access(self, mode: AccessMode = "rw") -> AbstractContextManager[memoryview]:
-        """CPU access to the buffer (see :meth:`devalloc.buffer.Buffer.cpu_access`)."""
+        """CPU access to the buffer (see :meth:`devalloc.buffer.Buffer.cpu_access`); the access
+        is revoked with the lend."""
         return self.buffer.cpu_access(mode)
 
     def export(self) -> FdResource:
@@ -192,13 +312,19 @@ class PooledBuffer:
         return self.buffer.info()
 
     def release(self) -> None:
-        """Give the buffer back to the pool. Idempotent."""
+        """Give the buffer back to the pool, revoking everything this lend handed out.
+        Idempotent."""
         slot = self._slot
         if slot is None:
             return
-        self._slot = None
+        self._revoke()
         pool = self.pool
         with pool._lock:
+            if self._slot is not slot:
+                return  # released by another thread meanwhile
+            # The slot moves from this object to the free list with no step in between where a
+            # signal handler could run (see the module).
+            self._slot = None
             if pool._orphans or pool._closed:
                 pool._adopt_orphans()
                 pool._give_back(slot)
@@ -207,20 +333,22 @@ class PooledBuffer:
             pool._in_use -= 1
             pool._releases += 1
             pool._free.append(slot)
-            if pool._waiting:
-                pool._cond.notify()
+            if pool._waiters:
+                pool._waiters.popleft().release()
 
     close = release
 
     def __enter__(self) -> PooledBuffer:
-        self.fileno()  # refuse a released one
+        if self._slot is None:
+            raise self._released()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.release()
 
     def __repr__(self) -> str:
-        state = "released" if self._slot is None else f"fd={self._slot.buffer.fileno()}"
+        slot = self._slot
+        state = "released" if slot is None else f"fd={slot.fd}"
         return f"<PooledBuffer of pool {self.pool.name} owner={self.owner!r} {state}>"
 
 
@@ -228,6 +356,17 @@ def _check_count(label: str, value: object, minimum: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise UsageError(f"{label} must be an integer of at least {minimum}, not {value!r}")
     return value
+
+
+def _changes_hands(slot: _Slot, owner: Owner | None) -> bool:
+    """Whether lending ``slot`` to ``owner`` is an owner change (type and value, see the module)."""
+    previous = slot.owner
+    return (
+        owner is None
+        or previous is _NOBODY
+        or type(previous) is not type(owner)
+        or previous != owner
+    )
 
 
 class BufferPool:
@@ -244,6 +383,8 @@ class BufferPool:
 
     Raises:
         UsageError: a bad argument.
+        AllocationLimitError: ``max_count`` buffers of ``size`` bytes would pass devalloc's caps
+            (:mod:`devalloc.limits`); refused before anything is allocated.
         KernelError: the heap could not allocate the first ``count`` buffers (none is kept).
     """
 
@@ -258,6 +399,8 @@ class BufferPool:
         zero_on_reuse: ZeroPolicy = "on-owner-change",
         name: str | None = None,
     ) -> None:
+        if name is not None and not isinstance(name, str):
+            raise UsageError(f"a pool's name must be a string, not {name!r}")
         self.name = name if name is not None else f"{heap_label(heap)}#{next(_pool_numbers)}"
         self.size = _check_count(f"pool {self.name}: size", size, 1)
         _check_count(f"pool {self.name}: count", count, 0)
@@ -267,14 +410,16 @@ class BufferPool:
             if max_count is None:
                 raise UsageError(f"pool {self.name}: a growing pool needs max_count (its bound)")
             _check_count(f"pool {self.name}: max_count", max_count, max(count, 1))
-        elif max_count not in (None, count):
+        elif max_count is not None and (
+            isinstance(max_count, bool) or not isinstance(max_count, int) or max_count != count
+        ):
             raise UsageError(
                 f"pool {self.name}: max_count {max_count!r} differs from count {count} but the "
                 "pool cannot grow (pass grow=True)"
             )
         elif count == 0:
             raise UsageError(f"pool {self.name}: count 0 without grow=True can never lend a buffer")
-        if zero_on_reuse not in _ZERO_POLICIES:
+        if not isinstance(zero_on_reuse, str) or zero_on_reuse not in _ZERO_POLICIES:
             raise UsageError(
                 f"pool {self.name}: zero_on_reuse must be one of {', '.join(_ZERO_POLICIES)}, "
                 f"not {zero_on_reuse!r}"
@@ -288,16 +433,18 @@ class BufferPool:
         self.heap = heap
         self.grow = grow
         self.max_count = max_count if max_count is not None else count
+        self._check_limits()
         self._zero_on_reuse: ZeroPolicy = zero_on_reuse
         self._zeroing = zero_on_reuse != "never"
         self._always = zero_on_reuse == "always"
-        # One lock guards the state; ``with self._lock`` on the hot paths (the Condition's own
-        # __enter__ is a Python-level call), the Condition only to wait and wake.
+        # One lock guards the state. Waiters wait on a lock of their own (see the module).
         self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
-        self._waiting = 0  # acquirers inside cond.wait: release notifies only when there are any
+        self._waiters: deque[threading.Lock] = deque()
         self._free: deque[_Slot] = deque()
-        self._orphans: deque[_Slot] = deque()  # slots of PooledBuffers the GC collected
+        # Slots given back outside the lock (the GC's returns, interrupted acquisitions); None
+        # for an interrupted allocation. Taken in by the next operation that holds the lock.
+        self._orphans: deque[_Slot | None] = deque()
+        self._zeros: dict[int, bytes] = {}
         self._closed = False
         self._count = 0  # buffers owned (free + lent + being prepared)
         self._allocating = 0
@@ -308,10 +455,13 @@ class BufferPool:
         with contextlib.ExitStack() as stack:
             for _ in range(count):
                 slot = self._new_slot()
-                stack.callback(slot.buffer.close)
+                stack.callback(self._close_buffer, slot)
                 self._free.append(slot)
             self._count = count
             stack.pop_all()
+
+    def _check_limits(self) -> None:
+        """Refuse a pool whose bound passes devalloc's caps, before allocating anything."""
 
     @classmethod
     def from_plan(
@@ -335,7 +485,10 @@ class BufferPool:
         layout = getattr(plan, "layout", None)
         if layout is None:
             raise UsageError(f"{plan!r} has no layout to size a pool from")
-        sizes = tuple(getattr(layout, "buffer_sizes", ()) or ())
+        try:
+            sizes = tuple(getattr(layout, "buffer_sizes", ()) or ())
+        except TypeError:
+            raise UsageError(f"{plan!r} has no layout to size a pool from") from None
         if len(sizes) > 1:
             raise UsageError(
                 f"the plan's layout has {len(sizes)} buffers per image ({sizes}): make one pool "
@@ -358,216 +511,268 @@ class BufferPool:
         )
 
     def _new_slot(self) -> _Slot:
-        """A buffer from the heap, mapped for the CPU once, with its reference count recorded."""
+        """A buffer from the heap, mapped for the CPU once, with its reference counts recorded."""
         buf = self._allocate(self.size)
-        if not isinstance(buf, Buffer) or buf.size < self.size:
-            with contextlib.suppress(Exception):
-                buf.close()
-            raise UsageError(
-                f"pool {self.name}: the heap gave {buf!r}, not a Buffer of at least {self.size} "
-                "bytes"
-            )
-        slot = _Slot(buf)
-        try:
+        try:  # from the next instruction on: a signal in here closes the buffer too
+            if not isinstance(buf, Buffer) or buf.size < self.size:
+                raise UsageError(
+                    f"pool {self.name}: the heap gave {buf!r}, not a Buffer of at least "
+                    f"{self.size} bytes"
+                )
+            if buf.cpu_mappable:
+                buf._mapping()  # the one mapping every lend shares (its references count below)
+            slot = _Slot(buf)
             if buf.is_dmabuf:
-                # The CPU mapping holds references to the dma-buf (the mmap, and CPython's dup of
-                # the fd): made now, the pool's own references stay the same from here on.
-                with contextlib.suppress(UsageError), buf.cpu_access("r"):
-                    pass
-                slot.base_refs = dmabuf_file_count(buf.fileno())
+                slot.sync = _SYNC_ARGS["w"]
+                slot.base_refs = dmabuf_file_count(slot.fd)
+            if slot.mapping is not None and buf._writable:
+                zeros = self._zeros.get(buf.size)
+                if zeros is None:
+                    zeros = self._zeros[buf.size] = bytes(buf.size)
+                slot.zeros = zeros
+            slot.map_refs = _refs(slot.mapping)
         except BaseException:
-            buf.close()
+            if isinstance(buf, Buffer):
+                with contextlib.suppress(Exception):
+                    buf.close()
             raise
         return slot
 
+    @staticmethod
+    def _close_buffer(slot: _Slot) -> None:
+        """Close a slot's buffer; a view of its mapping still alive is the holder's mistake (the
+        buffer is closed all the same: see Buffer.close)."""
+        slot.mapping = None
+        with contextlib.suppress(UsageError):
+            slot.buffer.close()
+
     # -- acquire -----------------------------------------------------------------------------
 
-    def acquire(self, timeout: float | None = None, owner: Hashable | None = None) -> PooledBuffer:
+    def acquire(self, timeout: float | None = None, owner: Owner | None = None) -> PooledBuffer:
         """Take a buffer, waiting up to ``timeout`` seconds (None: as long as it takes; 0: not at
         all) when none is free.
 
         Args:
             timeout: seconds to wait at most.
-            owner: the trust domain it is lent to (see the module); None is an unknown owner.
+            owner: the trust domain it is lent to: None (unknown), or a str, bytes or int
+                (compared by type and value, see the module).
 
         Raises:
             TimedOutError: no buffer became free in time (ETIMEDOUT).
             ClosedResourceError: the pool is closed (also raised to those waiting when it closes).
-            UsageError: a bad timeout or an unhashable owner.
+            UsageError: a bad timeout or owner.
             KernelError: a new buffer could not be allocated, or zeroing failed.
         """
-        if timeout is not None and (
-            not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout >= 0
-        ):
-            raise UsageError(f"pool {self.name}: timeout must be None or >= 0, not {timeout!r}")
-        try:
-            hash(owner)
-        except TypeError:
-            raise UsageError(f"pool {self.name}: owner must be hashable, not {owner!r}") from None
-        with self._lock:
-            if self._free and not self._orphans and not self._closed:
-                # The common case, in one short locked section (_take's first branch, inlined:
-                # this is the hot path).
-                slot = self._free.pop()  # the most recently returned: warm, often same owner
-                self._acquires += 1
-                in_use = self._in_use = self._in_use + 1
-                if in_use > self._peak:
-                    self._peak = in_use
-            else:
-                slot = None
-        if slot is None or (
-            # Reuse by the same owner, or with zeroing off, needs nothing more.
-            slot.dirty
-            and self._zeroing
-            and (self._always or owner is None or slot.owner is _NOBODY or slot.owner != owner)
-        ):
-            slot = self._acquire_slow(slot, timeout, owner)
-        slot.owner = owner if owner is not None else _NOBODY
-        slot.dirty = True
-        # The only place a PooledBuffer is made: its fields set directly (no __init__ call on
-        # the hot path).
+        if timeout is not None:
+            self._check_timeout(timeout)
+        if owner is not None and type(owner) not in _OWNER_TYPES:
+            raise UsageError(
+                f"pool {self.name}: owner must be None, a str, bytes or an int (not a bool, a "
+                f"float, a subclass or another object: owners are compared by type and value), "
+                f"not {owner!r}"
+            )
         lent = _new_object(PooledBuffer)  # PooledBuffer.__init__'s work, without the call
+        lent._slot = None
+        lent._handle = None
         lent.pool = self
         lent.owner = owner
-        lent.size = slot.buffer.size
-        lent._slot = slot
-        return lent
+        try:
+            with self._lock:
+                free = self._free
+                if free and not self._orphans and not self._closed:
+                    # The common case, in one short locked section. The slot moves from the
+                    # free list to ``lent`` by subscripts and attribute stores: no call, so no
+                    # point where a signal handler can run in between (see the module).
+                    slot = free[-1]  # the most recently returned: warm, often the same owner
+                    del free[-1]
+                    lent._slot = slot
+                    self._acquires += 1
+                    in_use = self._in_use = self._in_use + 1
+                    if in_use > self._peak:
+                        self._peak = in_use
+                else:
+                    slot = None
+            if slot is None or (slot.dirty and self._zeroing and _changes_hands(slot, owner)):
+                slot = self._acquire_slow(lent, timeout, owner)
+            elif self._always and slot.dirty:
+                self._zero(slot)
+            slot.owner = owner if owner is not None else _NOBODY
+            slot.dirty = True
+            lent.size = slot.buffer.size
+            return lent
+        except BaseException:
+            # Interrupted or failed before the caller got it: the buffer goes back. (Attribute
+            # stores and one append: nothing a signal can split.)
+            slot = lent._slot
+            if slot is not None:
+                lent._slot = None
+                self._orphans.append(slot)
+            raise
+
+    def _check_timeout(self, timeout: object) -> None:
+        if isinstance(timeout, int | float) and not isinstance(timeout, bool):
+            with contextlib.suppress(OverflowError):
+                if float(timeout) >= 0:  # NaN is not
+                    return
+        raise UsageError(
+            f"pool {self.name}: timeout must be None or a number of seconds >= 0, not {timeout!r}"
+        )
 
     def _acquire_slow(
-        self, slot: _Slot | None, timeout: float | None, owner: Hashable | None
+        self, lent: PooledBuffer, timeout: float | None, owner: Owner | None
     ) -> _Slot:
-        """Everything but the common case: ``slot`` (taken and counted as lent) needs zeroing or
-        an eviction check, or there was none free (wait, grow, or adopt the GC's returns).
-        Returns a slot counted as lent and fit for ``owner``."""
+        """Everything but the common case: ``lent`` holds a slot that needs checks and zeroing,
+        or none (wait, grow, or adopt the GC's returns). Returns the slot ``lent`` now holds,
+        counted as lent and fit for ``owner``."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            slot = lent._slot
             if slot is None:
-                slot = self._take(timeout, deadline)
-            if slot is None:
-                slot = self._grow()
-            elif (
-                slot.dirty
-                and self._zeroing
-                and (self._always or owner is None or slot.owner is _NOBODY or slot.owner != owner)
-                and not self._prepare(slot, owner)
-            ):
-                slot = None
-                continue  # evicted: take another
+                slot = self._take(lent, timeout, deadline)
+            if self._zeroing and slot.dirty and _changes_hands(slot, owner):
+                if not self._fit_for_another_owner(lent, slot):
+                    continue  # evicted: take another
+            elif self._always and slot.dirty:
+                self._zero(slot)
             return slot
 
-    def _take(self, timeout: float | None, deadline: float | None) -> _Slot | None:
-        """A free slot, counted as lent; or None when the caller must allocate one (counted as
-        allocating; :meth:`_grow` counts it as lent)."""
-        with self._lock:
-            waited = False
-            while True:
-                self._adopt_orphans()
-                if self._closed:
-                    raise ClosedResourceError(f"buffer pool {self.name} is closed")
-                if self._free:
-                    slot = self._free.pop()
-                    self._lent()
+    def _take(self, lent: PooledBuffer, timeout: float | None, deadline: float | None) -> _Slot:
+        """Give ``lent`` a free slot, counted as lent, or a new one when below the bound;
+        wait for one otherwise."""
+        waited = False
+        while True:
+            waiter = None
+            allocating = False
+            try:
+                with self._lock:
+                    self._adopt_orphans()
+                    if self._closed:
+                        raise ClosedResourceError(f"buffer pool {self.name} is closed")
+                    free = self._free
+                    if free:
+                        slot = free[-1]
+                        del free[-1]
+                        lent._slot = slot
+                        self._lent()
+                        return slot
+                    # Below max_count: growth, or (either way) the replacement of an evicted
+                    # buffer.
+                    if self._count + self._allocating < self.max_count:
+                        self._allocating += 1
+                        allocating = True  # no call in between: a signal cannot split the two
+                    else:
+                        remaining = None if deadline is None else deadline - time.monotonic()
+                        if remaining is not None and remaining <= 0:
+                            self._timeouts += 1
+                            raise error_from_errno(
+                                errno.ETIMEDOUT,
+                                f"buffer pool {self.name}: no buffer free within {timeout} s "
+                                f"({self._in_use} of {self.max_count} in use"
+                                f"{'' if self.grow else ', grow=False'})",
+                                operation="acquire",
+                            )
+                        if not waited:
+                            waited = True
+                            self._waits += 1
+                        waiter = _new_lock()
+                        waiter.acquire()
+                        self._waiters.append(waiter)
+                if allocating:
+                    slot = self._new_slot()
+                    with self._lock:
+                        allocating = False
+                        self._allocating -= 1
+                        if self._closed:
+                            self._close_buffer(slot)
+                            raise ClosedResourceError(f"buffer pool {self.name} is closed")
+                        lent._slot = slot
+                        self._count += 1
+                        self._misses += 1
+                        self._lent()
                     return slot
-                # Below max_count: growth, or (either way) the replacement of an evicted buffer.
-                if self._count + self._allocating < self.max_count:
-                    self._allocating += 1
-                    return None
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    self._timeouts += 1
-                    raise error_from_errno(
-                        errno.ETIMEDOUT,
-                        f"buffer pool {self.name}: no buffer free within {timeout} s "
-                        f"({self._in_use} of {self.max_count} in use"
-                        f"{'' if self.grow else ', grow=False'})",
-                        operation="acquire",
-                    )
-                if not waited:
-                    waited = True
-                    self._waits += 1
-                self._waiting += 1
-                try:
-                    self._cond.wait(
-                        _WAIT_SLICE if remaining is None else min(remaining, _WAIT_SLICE)
-                    )
-                finally:
-                    self._waiting -= 1
+            except BaseException:
+                if allocating:
+                    self._orphans.append(None)  # the allocation is off (taken in under the lock)
+                raise
+            if waiter is None:
+                continue
+            try:
+                waiter.acquire(
+                    True, _WAIT_SLICE if remaining is None else min(remaining, _WAIT_SLICE)
+                )
+            finally:
+                with self._lock, contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
 
     def _lent(self) -> None:
         """Count one more buffer lent (lock held)."""
         self._acquires += 1
         self._in_use += 1
-        self._peak = max(self._peak, self._in_use)
+        if self._in_use > self._peak:
+            self._peak = self._in_use
 
-    def _unlent(self) -> None:
-        """Undo :meth:`_lent` for a slot that could not be lent after all (lock held)."""
-        self._acquires -= 1
-        self._in_use -= 1
+    def _wake_one(self) -> None:
+        """Wake the longest waiter, if any (lock held)."""
+        if self._waiters:
+            self._waiters.popleft().release()
 
-    def _grow(self) -> _Slot:
-        try:
-            slot = self._new_slot()
-        except BaseException:
-            with self._cond:
-                self._allocating -= 1
-                self._cond.notify()
-            raise
-        with self._cond:
-            self._allocating -= 1
-            if self._closed:
-                slot.buffer.close()
-                raise ClosedResourceError(f"buffer pool {self.name} is closed")
-            self._count += 1
-            self._misses += 1
-            self._lent()
-        return slot
-
-    def _prepare(self, slot: _Slot, owner: Hashable | None) -> bool:
-        """Make a reused (lent, dirty) slot fit for ``owner``: False if it had to be evicted
-        instead (and is no longer counted as lent)."""
-        if self.zero_on_reuse == "never":
-            return True
-        changed = owner is None or slot.owner is _NOBODY or slot.owner != owner
-        try:
-            if (
-                changed
-                and slot.base_refs is not None
-                and dmabuf_file_count(slot.buffer.fileno()) > slot.base_refs
-            ):
-                self._evict(slot)  # someone else still holds it: it cannot change hands
+    def _fit_for_another_owner(self, lent: PooledBuffer, slot: _Slot) -> bool:
+        """Make ``slot`` (held by ``lent``) fit for a different owner: evict it when something
+        the pool cannot revoke still holds it (False), else zero it (True)."""
+        # (Counted exactly as _new_slot counted them: no local name holds the mapping here.)
+        if slot.mapping is not None and _refs(slot.mapping) != slot.map_refs:
+            self._evict(lent, slot)  # a view of the mapping outlived its lend
+            return False
+        if slot.exposed:
+            base = slot.base_refs
+            if base is None or dmabuf_file_count(slot.fd) > base:
+                self._evict(lent, slot)  # its fd went out and is (or may be) still held
                 return False
-            if changed or self.zero_on_reuse == "always":
-                started = time.perf_counter_ns()
-                with slot.buffer.cpu_access("w") as view:
-                    fill_zero(view)
-                elapsed = time.perf_counter_ns() - started
-                slot.dirty = False
-                with self._cond:
-                    self._zeroings += 1
-                    self._zeroed_bytes += slot.buffer.size
-                    self._zero_ns += elapsed
-        except BaseException:
-            self._put_back(slot)
-            raise
+            slot.exposed = False
+        self._zero(slot)
         return True
 
-    def _evict(self, slot: _Slot) -> None:
-        with self._cond:
-            self._unlent()
+    def _zero(self, slot: _Slot) -> None:
+        """Zero a slot's buffer: one copy of zeros into the pool's mapping, between
+        DMA_BUF_IOCTL_SYNC START and END with prebuilt arguments."""
+        started = _now()
+        zeros = slot.zeros
+        if not zeros:  # not mapped or not writable: the ordinary access (which says why not)
+            with slot.buffer.cpu_access("w") as view:
+                fill_zero(view)
+        else:
+            sync = slot.sync
+            if sync is None:
+                slot.mapping[:] = zeros  # type: ignore[index]
+            else:
+                fd = slot.fd
+                try:
+                    _ioctl(fd, _SYNC, sync[0], True)
+                except OSError as exc:
+                    slot.buffer._sync_failed(fd, sync[0], exc)
+                try:
+                    slot.mapping[:] = zeros  # type: ignore[index]
+                finally:
+                    try:
+                        _ioctl(fd, _SYNC, sync[1], True)
+                    except OSError as exc:
+                        slot.buffer._sync_failed(fd, sync[1], exc)
+        slot.dirty = False
+        elapsed = _now() - started
+        with self._lock:
+            self._zeroings += 1
+            self._zeroed_bytes += slot.buffer.size
+            self._zero_ns += elapsed
+
+    def _evict(self, lent: PooledBuffer, slot: _Slot) -> None:
+        with self._lock:
+            lent._slot = None
+            self._acquires -= 1
+            self._in_use -= 1
             self._count -= 1
             self._evictions += 1
-            slot.buffer.close()
-            self._cond.notify()
-
-    def _put_back(self, slot: _Slot) -> None:
-        with self._cond:
-            self._unlent()
-            if self._closed:
-                self._count -= 1
-                slot.buffer.close()
-            else:
-                self._free.append(slot)
-                self._cond.notify()
+            self._wake_one()  # below the bound now: a waiter may allocate a replacement
+        self._close_buffer(slot)
 
     # -- release -----------------------------------------------------------------------------
 
@@ -577,21 +782,20 @@ class BufferPool:
         self._releases += 1
         if self._closed:
             self._count -= 1
-            slot.buffer.close()
+            self._close_buffer(slot)
         else:
             self._free.append(slot)
-            if self._waiting:
-                self._cond.notify()
+            self._wake_one()
 
     def _return_forgotten(self, slot: _Slot) -> None:
         """The GC collected a PooledBuffer that was never released."""
         # This may run inside one of the pool's own locked sections: never block here.
         self._orphans.append(slot)
-        if self._cond.acquire(blocking=False):
+        if self._lock.acquire(blocking=False):
             try:
                 self._adopt_orphans()
             finally:
-                self._cond.release()
+                self._lock.release()
         warnings.warn(
             f"a buffer of pool {self.name} was never released; the garbage collector returned it",
             ResourceWarning,
@@ -599,14 +803,22 @@ class BufferPool:
         )
 
     def _adopt_orphans(self) -> None:
-        while self._orphans:
-            self._give_back(self._orphans.popleft())
+        """Take in the slots given back outside the lock (lock held)."""
+        orphans = self._orphans
+        while orphans:
+            slot = orphans[0]  # subscripts, not popleft(): nothing a signal can split
+            del orphans[0]
+            if slot is None:
+                self._allocating -= 1
+                self._wake_one()
+            else:
+                self._give_back(slot)
 
     # -- state -------------------------------------------------------------------------------
 
     def stats(self) -> PoolStats:
         """The counters and the current state."""
-        with self._cond:
+        with self._lock:
             self._adopt_orphans()
             return PoolStats(
                 name=self.name,
@@ -640,14 +852,15 @@ class BufferPool:
     def close(self) -> None:
         """Close every free buffer now and every lent one when it is released; wake waiters
         (they raise ClosedResourceError). Idempotent."""
-        with self._cond:
+        with self._lock:
             self._adopt_orphans()
             self._closed = True
             free, self._free = list(self._free), deque()
             self._count -= len(free)
             for slot in free:
-                slot.buffer.close()
-            self._cond.notify_all()
+                self._close_buffer(slot)
+            while self._waiters:
+                self._wake_one()
 
     def __enter__(self) -> BufferPool:
         if self._closed:
