@@ -312,3 +312,12 @@ def test_the_second_test_kernel_devices_have_the_readme_formats() -> None:
     vicodec = _constraints("vicodec")
     assert set(vicodec) == {"encoder-input", "decoder-output"}
     assert _pair("NV12") in vicodec["encoder-input"].pairs
+
+
+@pytest.mark.parametrize("bad", [None, b"rk3399-vop", 7, ["rk3399-vop"], "\udcff", "x" * 100_000])
+def test_profile_path_refuses_wrong_types_and_huge_names_in_one_short_line(bad: object) -> None:
+    with pytest.raises(UsageError, match=r"^no bundled device profile named ") as err:
+        profile_path(bad)  # type: ignore[arg-type]
+    message = str(err.value)
+    assert "\n" not in message
+    assert len(message) < 1000  # a 100,000-character name is cut, not repeated

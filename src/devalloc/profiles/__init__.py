@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
+from .._toml import shown
 from ..errors import UsageError
 
 __all__ = ["PROFILE_DIR", "profile_names", "profile_path"]
@@ -41,10 +42,12 @@ def profile_path(name: str) -> Path:
     """
     names = profile_names()
     if not isinstance(name, str) or name not in names:
-        close = difflib.get_close_matches(str(name), names, n=3, cutoff=0.5)
+        close = (
+            difflib.get_close_matches(name, names, n=3, cutoff=0.5) if isinstance(name, str) else []
+        )
         hint = f"; closest: {', '.join(close)}" if close else ""
         raise UsageError(
-            f"no bundled device profile named {name!r}{hint}"
+            f"no bundled device profile named {shown(name)}{hint}"
             f" (bundled: {', '.join(names) if names else 'none'})"
         )
     return PROFILE_DIR / f"{name}.toml"
