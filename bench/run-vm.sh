@@ -10,8 +10,9 @@
 #   bash bench/run-vm.sh -- --rounds 1         # a shorter run
 #   bash bench/run-vm.sh --icount              # instruction counts instead of time (see below)
 #
-# The VM is the one tests/vm/ prepares (tests/vm/setup.sh prints its kernel directory): QEMU
-# (TCG), the host's root shared read-only over 9p, a writable share for the results.  heapbench.c
+# The VM is the one tests/vm/ prepares and boots (tests/vm/setup.sh prints its kernel directory;
+# tests/vm/qemu.sh holds the QEMU command line): QEMU (TCG), the host's root shared read-only over
+# 9p, a writable share for the results.  heapbench.c
 # is built here with gcc -O2 -static into that share, so the guest runs the same binary.  The
 # markdown summary is printed at the end; the exit status is the bench's.
 #
@@ -24,6 +25,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
+# shellcheck source=tests/vm/qemu.sh
+source "$repo/tests/vm/qemu.sh"
 kind=stock
 icount=0
 timeout_s=600
@@ -47,25 +50,16 @@ python=${DEVALLOC_VM_PYTHON:-$repo/.venv/bin/python}
 [ -x "$python" ] || { echo "run-vm.sh: $python not found: create .venv first (scripts/setup.sh)" >&2; exit 2; }
 command -v gcc >/dev/null || { echo "run-vm.sh: gcc is needed (apt-get install gcc libc6-dev)" >&2; exit 2; }
 
-# tests/vm/setup.sh prepares (and caches) the kernel and initramfs; older versions know only the
-# stock kernel and take no argument.
-if grep -q -- '--kernel' "$repo/tests/vm/setup.sh"; then
-  kdir=$("$repo/tests/vm/setup.sh" --kernel "$kind")
-elif [ "$kind" = stock ]; then
-  kdir=$("$repo/tests/vm/setup.sh")
-else
-  echo "run-vm.sh: this tests/vm/setup.sh cannot prepare the $kind kernel" >&2
-  exit 2
-fi
-kver=$(cat "$kdir/version")
+# tests/vm/setup.sh prepares (and caches) the kernel and initramfs.
+kdir=$("$repo/tests/vm/setup.sh" --kernel "$kind")
 label=$kind
-accel=(-accel tcg -smp 2)
+vm_accel
 bench_defaults=()
 if [ "$icount" = 1 ]; then
   # One CPU, so every instruction counted is on the measured path or interrupts it. Counts do not
   # depend on the host's load: one round of a few short batches is enough.
   label=$kind-icount
-  accel=(-accel tcg,thread=single -icount shift=0,sleep=off -smp 1)
+  vm_accel --icount
   bench_defaults=(--rounds 1 --batches 5 --batch-ms 2 --budget-ms 300 --no-bandwidth)
 fi
 
@@ -74,11 +68,10 @@ trap 'rm -rf "$out"' EXIT
 gcc -O2 -static -Wall -Wextra -o "$out/heapbench" "$here/heapbench.c"
 
 host_cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-vm_desc="QEMU $(qemu-system-x86_64 --version | awk 'NR==1 {print $4}') ${accel[*]}, -cpu max, -m 2048, on $(nproc) host CPUs"
+vm_desc="$(vm_describe), on $(nproc) host CPUs"
 rev=$(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)
 {
-  echo "cd $(printf %q "$repo") || exit 97"
-  echo "export HOME=/run/tmp TMPDIR=/run/tmp PYTHONDONTWRITEBYTECODE=1 DEVALLOC_IN_VM=1 DEVALLOC_VM_KERNEL=$kind PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+  vm_guest_prologue "$repo" "$kind"
   echo "export DEVALLOC_BENCH_VM=$(printf %q "$vm_desc")"
   echo "export DEVALLOC_BENCH_HOST_CPU=$(printf %q "$host_cpu")"
   echo "export DEVALLOC_BENCH_HOST_KERNEL=$(printf %q "$(uname -r)")"
@@ -92,29 +85,7 @@ rev=$(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)
   echo ' > /run/devalloc-out/summary.md'
 } > "$out/guest-cmd.sh"
 
-echo "bench: booting the $kind kernel, Linux $kver, under QEMU (${accel[*]}), timeout ${timeout_s}s"
-started=$SECONDS
-set +e
-timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 \
-  -machine q35 "${accel[@]}" -cpu max -m 2048 \
-  -display none -monitor none -serial stdio -no-reboot -nic none \
-  -kernel "$kdir/vmlinuz" -initrd "$kdir/initramfs.gz" \
-  -append "console=ttyS0 quiet loglevel=3 panic=-1$append" \
-  -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
-  -virtfs "local,path=$out,mount_tag=out,security_model=none" \
-  </dev/null 2>&1 | tee "$out/console.log"
-qemu_rc=${PIPESTATUS[0]}
-set -e
-echo "bench: the VM ran $((SECONDS - started)) s"
-
-if [ ! -f "$out/rc" ]; then
-  if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
-    echo "bench: FAILED: the guest did not finish within ${timeout_s}s (qemu killed)" >&2
-  else
-    echo "bench: FAILED: the guest stopped without a result (qemu exit $qemu_rc); see the console above" >&2
-  fi
-  exit 1
-fi
+vm_boot bench "$kdir" "$out" "$timeout_s" "$append" || exit 1
 rc=$(cat "$out/rc")
 if [ -f "$out/heaps.json" ]; then
   mkdir -p "$here/results"

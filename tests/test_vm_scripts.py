@@ -156,3 +156,158 @@ def test_an_unfinished_preparation_is_replaced(tmp_path: pathlib.Path) -> None:
     assert (prepared / "ready").exists()
     assert "init" in cpio_names(gzip.decompress((prepared / "initramfs.gz").read_bytes()))
     assert sorted(p.name for p in cache.iterdir()) == sorted([".lock", prepared.name])
+
+
+# -- the QEMU command line: tests/vm/qemu.sh alone, used by run.sh and bench/run-vm.sh ----------
+
+FAKE_QEMU = """#!/bin/bash
+# qemu-system-x86_64 stand-in: records its arguments and the guest command, reports $FAKE_RC.
+if [ "$1" = --version ]; then echo "QEMU emulator version 7.2.99"; exit 0; fi
+printf '%s\\n' "$@" > "$RECORD/argv"
+for a in "$@"; do
+  case "$a" in
+    local,path=*,mount_tag=out,*) out=${a#local,path=}; out=${out%%,mount_tag=out*} ;;
+  esac
+done
+cp "$out/guest-cmd.sh" "$RECORD/guest-cmd.sh"
+[ "${FAKE_RC:-0}" = none ] || echo "${FAKE_RC:-0}" > "$out/rc"
+"""
+
+QEMU_LAUNCHERS = (VM / "qemu.sh", VM / "run.sh", REPO / "bench" / "run-vm.sh")
+
+
+@pytest.fixture
+def fake_vm(tmp_path: pathlib.Path) -> dict[str, str]:
+    """An environment in which the VM scripts run a recording QEMU stand-in, with a stand-in full
+    kernel prepared in a fresh cache."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    qemu = bin_dir / "qemu-system-x86_64"
+    qemu.write_text(FAKE_QEMU)
+    qemu.chmod(0o755)
+    record = tmp_path / "record"
+    record.mkdir()
+    fake_kernel(tmp_path / "kernel")
+    return {
+        "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+        "HOME": str(tmp_path),
+        "RECORD": str(record),
+        "DEVALLOC_VM_CACHE": str(tmp_path / "cache"),
+        "DEVALLOC_FULL_KERNEL_DIR": str(tmp_path / "kernel"),
+    }
+
+
+def _qemu_argv(env: dict[str, str]) -> list[str]:
+    return (pathlib.Path(env["RECORD"]) / "argv").read_text().splitlines()
+
+
+def _option(argv: list[str], name: str) -> list[str]:
+    """Every value given to the QEMU option ``name``."""
+    return [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == name]
+
+
+def test_the_qemu_command_line_exists_once() -> None:
+    """Only tests/vm/qemu.sh runs qemu-system-x86_64 with a machine; the launchers source it."""
+    booting = [
+        path.relative_to(REPO)
+        for path in [*VM.glob("*.sh"), *(REPO / "bench").glob("*.sh"), *REPO.glob("scripts/*.sh")]
+        if "-machine q35" in path.read_text()
+    ]
+    assert booting == [pathlib.Path("tests/vm/qemu.sh")]
+    for launcher in QEMU_LAUNCHERS[1:]:
+        sourced = [line for line in launcher.read_text().splitlines() if line.startswith("source")]
+        assert len(sourced) == 1
+        assert sourced[0].endswith('/qemu.sh"')
+
+
+@pytest.mark.usefixtures("setup_packages")
+def test_run_sh_boots_through_qemu_sh(fake_vm: dict[str, str]) -> None:
+    done = subprocess.run(
+        [
+            str(VM / "run.sh"),
+            "--kernel",
+            "full",
+            "--timeout",
+            "77",
+            "--append",
+            "vivid.x=1",
+            "--",
+            "-m",
+            "kernel",
+            "-k",
+            "not slow",
+            "tests/kernel/test_rig.py",
+        ],
+        env={**fake_vm, "FAKE_RC": "0"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    argv = _qemu_argv(fake_vm)
+    assert _option(argv, "-accel") == ["tcg"]
+    assert _option(argv, "-smp") == ["2"]
+    assert _option(argv, "-m") == ["2048"]
+    assert _option(argv, "-append") == ["console=ttyS0 quiet loglevel=3 panic=-1 vivid.x=1"]
+    [kernel] = _option(argv, "-kernel")
+    assert pathlib.Path(kernel).read_text(errors="replace").endswith("tail")
+    assert "vm: booting the full kernel, Linux 6.12.99-stress" in done.stdout
+    guest = (pathlib.Path(fake_vm["RECORD"]) / "guest-cmd.sh").read_text()
+    assert f"cd {REPO} || exit 97" in guest
+    assert "DEVALLOC_VM_KERNEL=full" in guest
+    # the pytest arguments arrive as they were given, through the guest's /bin/sh
+    last = guest.splitlines()[-1]
+    assert last.startswith("exec ")
+    words = subprocess.run(
+        ["sh", "-c", f"printf '%s\\n' {last.split(' -m pytest ', 1)[1]}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert words[-5:] == ["-m", "kernel", "-k", "not slow", "tests/kernel/test_rig.py"]
+
+
+@pytest.mark.usefixtures("setup_packages")
+def test_run_sh_reports_a_guest_that_gave_no_result(fake_vm: dict[str, str]) -> None:
+    done = subprocess.run(
+        [str(VM / "run.sh"), "--kernel", "full"],
+        env={**fake_vm, "FAKE_RC": "none"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "vm: FAILED: the guest stopped without reporting a result (qemu exit 0)" in done.stderr
+
+
+@pytest.mark.usefixtures("setup_packages")
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="bench/run-vm.sh builds heapbench.c")
+def test_bench_boots_the_same_vm_with_icount(fake_vm: dict[str, str]) -> None:
+    done = subprocess.run(
+        [
+            "bash",
+            str(REPO / "bench" / "run-vm.sh"),
+            "--kernel",
+            "full",
+            "--icount",
+            "--",
+            "--sizes",
+            "4096",
+        ],
+        env={**fake_vm, "FAKE_RC": "0"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    argv = _qemu_argv(fake_vm)
+    assert _option(argv, "-accel") == ["tcg,thread=single"]
+    assert _option(argv, "-icount") == ["shift=0,sleep=off"]
+    assert _option(argv, "-smp") == ["1"]
+    assert _option(argv, "-m") == ["2048"]
+    assert "bench: booting the full kernel, Linux 6.12.99-stress" in done.stdout
+    guest = (pathlib.Path(fake_vm["RECORD"]) / "guest-cmd.sh").read_text()
+    assert "DEVALLOC_VM_KERNEL=full" in guest
+    assert "DEVALLOC_BENCH_VM=QEMU\\ 7.2.99\\ -accel\\ tcg\\,thread=single" in guest
+    assert "--label full-icount" in guest
+    assert guest.rstrip().endswith("--sizes 4096 > /run/devalloc-out/summary.md")

@@ -12,10 +12,13 @@
 #
 # The guest chroots into this machine's root (shared read-only over 9p), so it runs this checkout
 # with this checkout's virtual environment.  The pytest report comes back through a writable share;
-# the exit status is pytest's.  The VM never outlives --timeout (default 900 s).
+# the exit status is pytest's.  The VM never outlives --timeout (default 900 s).  The QEMU command
+# line is tests/vm/qemu.sh's (bench/run-vm.sh boots the same VM).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/vm/qemu.sh
+source "$here/qemu.sh"
 repo=$(cd "$here/../.." && pwd)
 timeout_s=900
 append=""
@@ -45,36 +48,14 @@ trap 'rm -rf "$out"' EXIT
 pytest_args=("$@")
 [ ${#pytest_args[@]} -gt 0 ] || pytest_args=(-m kernel tests)
 {
-  echo "cd '$repo' || exit 97"
-  echo "export HOME=/run/tmp TMPDIR=/run/tmp PYTHONDONTWRITEBYTECODE=1 DEVALLOC_IN_VM=1 DEVALLOC_VM_KERNEL=$kind PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
-  printf "exec '%s' -m pytest -p no:cacheprovider --color=no --junitxml=/run/devalloc-out/report.xml" "$python"
-  for a in "${pytest_args[@]}"; do printf " '%s'" "$a"; done
+  vm_guest_prologue "$repo" "$kind"
+  printf 'exec %q -m pytest -p no:cacheprovider --color=no --junitxml=/run/devalloc-out/report.xml' "$python"
+  for a in "${pytest_args[@]}"; do printf ' %q' "$a"; done
   echo
 } > "$out/guest-cmd.sh"
 
-echo "vm: booting the $kind kernel, Linux $kver, under QEMU (TCG), timeout ${timeout_s}s"
-started=$SECONDS
-set +e
-timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 \
-  -machine q35 -accel tcg -cpu max -m 2048 -smp 2 \
-  -display none -monitor none -serial stdio -no-reboot -nic none \
-  -kernel "$kdir/vmlinuz" -initrd "$kdir/initramfs.gz" \
-  -append "console=ttyS0 quiet loglevel=3 panic=-1$append" \
-  -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
-  -virtfs "local,path=$out,mount_tag=out,security_model=none" \
-  </dev/null 2>&1 | tee "$out/console.log"
-qemu_rc=${PIPESTATUS[0]}
-set -e
-echo "vm: $kind kernel: the VM ran $((SECONDS - started)) s"
-
-if [ ! -f "$out/rc" ]; then
-  if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
-    echo "vm: FAILED: the guest did not finish within ${timeout_s}s (qemu killed)" >&2
-  else
-    echo "vm: FAILED: the guest stopped without reporting a result (qemu exit $qemu_rc); see the console above" >&2
-  fi
-  exit 1
-fi
+vm_accel
+vm_boot vm "$kdir" "$out" "$timeout_s" "$append" || exit 1
 rc=$(cat "$out/rc")
 if [ -n "${DEVALLOC_VM_REPORT:-}" ] && [ -f "$out/report.xml" ]; then
   cp "$out/report.xml" "$DEVALLOC_VM_REPORT"
