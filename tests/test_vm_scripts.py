@@ -197,8 +197,19 @@ def fake_vm(tmp_path: pathlib.Path) -> dict[str, str]:
     }
 
 
-def _qemu_argv(env: dict[str, str]) -> list[str]:
-    return (pathlib.Path(env["RECORD"]) / "argv").read_text().splitlines()
+def _launch(env: dict[str, str], fake_rc: str, *command: str) -> tuple[str, list[str], str]:
+    """Run a VM launcher with the QEMU stand-in reporting ``fake_rc`` (``none``: no report);
+    it must succeed. Its stdout, the QEMU arguments and the guest command."""
+    done = subprocess.run(
+        command, env={**env, "FAKE_RC": fake_rc}, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    record = pathlib.Path(env["RECORD"])
+    return (
+        done.stdout,
+        (record / "argv").read_text().splitlines(),
+        (record / "guest-cmd.sh").read_text(),
+    )
 
 
 def _option(argv: list[str], name: str) -> list[str]:
@@ -222,37 +233,19 @@ def test_the_qemu_command_line_exists_once() -> None:
 
 @pytest.mark.usefixtures("setup_packages")
 def test_run_sh_boots_through_qemu_sh(fake_vm: dict[str, str]) -> None:
-    done = subprocess.run(
-        [
-            str(VM / "run.sh"),
-            "--kernel",
-            "full",
-            "--timeout",
-            "77",
-            "--append",
-            "vivid.x=1",
-            "--",
-            "-m",
-            "kernel",
-            "-k",
-            "not slow",
-            "tests/kernel/test_rig.py",
-        ],
-        env={**fake_vm, "FAKE_RC": "0"},
-        capture_output=True,
-        text=True,
-        check=False,
+    stdout, argv, guest = _launch(
+        fake_vm,
+        "0",
+        *(str(VM / "run.sh"), "--kernel", "full", "--timeout", "77", "--append", "vivid.x=1"),
+        *("--", "-m", "kernel", "-k", "not slow", "tests/kernel/test_rig.py"),
     )
-    assert done.returncode == 0, done.stderr
-    argv = _qemu_argv(fake_vm)
     assert _option(argv, "-accel") == ["tcg"]
     assert _option(argv, "-smp") == ["2"]
     assert _option(argv, "-m") == ["2048"]
     assert _option(argv, "-append") == ["console=ttyS0 quiet loglevel=3 panic=-1 vivid.x=1"]
     [kernel] = _option(argv, "-kernel")
     assert pathlib.Path(kernel).read_text(errors="replace").endswith("tail")
-    assert "vm: booting the full kernel, Linux 6.12.99-stress" in done.stdout
-    guest = (pathlib.Path(fake_vm["RECORD"]) / "guest-cmd.sh").read_text()
+    assert "vm: booting the full kernel, Linux 6.12.99-stress" in stdout
     assert f"cd {REPO} || exit 97" in guest
     assert "DEVALLOC_VM_KERNEL=full" in guest
     # the pytest arguments arrive as they were given, through the guest's /bin/sh
@@ -283,30 +276,17 @@ def test_run_sh_reports_a_guest_that_gave_no_result(fake_vm: dict[str, str]) -> 
 @pytest.mark.usefixtures("setup_packages")
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="bench/run-vm.sh builds heapbench.c")
 def test_bench_boots_the_same_vm_with_icount(fake_vm: dict[str, str]) -> None:
-    done = subprocess.run(
-        [
-            "bash",
-            str(REPO / "bench" / "run-vm.sh"),
-            "--kernel",
-            "full",
-            "--icount",
-            "--",
-            "--sizes",
-            "4096",
-        ],
-        env={**fake_vm, "FAKE_RC": "0"},
-        capture_output=True,
-        text=True,
-        check=False,
+    stdout, argv, guest = _launch(
+        fake_vm,
+        "0",
+        *("bash", str(REPO / "bench" / "run-vm.sh"), "--kernel", "full", "--icount"),
+        *("--", "--sizes", "4096"),
     )
-    assert done.returncode == 0, done.stderr
-    argv = _qemu_argv(fake_vm)
     assert _option(argv, "-accel") == ["tcg,thread=single"]
     assert _option(argv, "-icount") == ["shift=0,sleep=off"]
     assert _option(argv, "-smp") == ["1"]
     assert _option(argv, "-m") == ["2048"]
-    assert "bench: booting the full kernel, Linux 6.12.99-stress" in done.stdout
-    guest = (pathlib.Path(fake_vm["RECORD"]) / "guest-cmd.sh").read_text()
+    assert "bench: booting the full kernel, Linux 6.12.99-stress" in stdout
     assert "DEVALLOC_VM_KERNEL=full" in guest
     assert "DEVALLOC_BENCH_VM=QEMU\\ 7.2.99\\ -accel\\ tcg\\,thread=single" in guest
     assert "--label full-icount" in guest
