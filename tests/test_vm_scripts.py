@@ -11,6 +11,7 @@ directory (``DEVALLOC_FULL_KERNEL_DIR``): a file with a bzImage setup header and
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import hashlib
 import pathlib
@@ -291,3 +292,55 @@ def test_bench_boots_the_same_vm_with_icount(fake_vm: dict[str, str]) -> None:
     assert "DEVALLOC_BENCH_VM=QEMU\\ 7.2.99\\ -accel\\ tcg\\,thread=single" in guest
     assert "--label full-icount" in guest
     assert guest.rstrip().endswith("--sizes 4096 > /run/devalloc-out/summary.md")
+
+
+# -- build-kernel.sh: one build at a time per cache -------------------------------------------
+
+STAND_INS = {
+    # every build dependency counts as installed
+    "dpkg-query": "#!/bin/sh\nprintf 'install ok installed'\n",
+    # a download means a build started: the run must not get that far
+    "apt-get": '#!/bin/sh\necho "apt-get stand-in: $*" >&2\nexit 99\n',
+}
+
+
+def test_build_kernel_waits_for_a_running_build_and_reuses_it(tmp_path: pathlib.Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in STAND_INS.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    script = VM / "build-kernel.sh"
+    version = "6.12.0-stress"
+    key = hashlib.sha256(
+        f"linux-source-6.12={version}\n".encode()
+        + (VM / "full-kernel.config").read_bytes()
+        + script.read_bytes()
+    ).hexdigest()[:12]
+    cache = tmp_path / "kernel-cache"
+    cache.mkdir()
+    built = cache / key
+    env = {
+        "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+        "HOME": str(tmp_path),
+        "DEVALLOC_KERNEL_CACHE": str(cache),
+        "DEVALLOC_KERNEL_SOURCE_VERSION": version,
+    }
+    with (cache / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another build-kernel.sh, building
+        proc = subprocess.Popen(
+            [str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        assert (
+            first == f"build-kernel: waiting for {cache}/.lock (another build-kernel.sh holds it)\n"
+        )
+        built.mkdir()  # what the other build leaves when it is done
+        (built / "ready").touch()
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out == f"{built}\n"
+    assert "reusing the kernel built from linux-source-6.12" in err
+    assert sorted(p.name for p in built.iterdir()) == ["ready"]

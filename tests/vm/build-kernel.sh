@@ -9,6 +9,8 @@
 #   Prints the directory holding bzImage, config and SHA256SUMS on stdout:
 #   $DEVALLOC_KERNEL_CACHE/<hash> (default ~/.cache/devalloc/kernel/<hash>), where the hash covers
 #   the source package's version, the fragment and this script; a finished build is reused.
+#   Runs at the same time are safe: building holds an flock on $DEVALLOC_KERNEL_CACHE/.lock, so a
+#   second run waits, then reuses what the first built.
 #
 #   --prepare-only  stop before compiling: download, unpack and configure the tree, check that the
 #                   .config has every option of the fragment, and print the configured tree's
@@ -60,11 +62,24 @@ fi
 
 key=$({ echo "$src_pkg=$version"; cat "$fragment" "$0"; } | sha256sum | cut -c1-12)
 dir=$cache/$key
-if [ $prepare_only = 0 ] && [ -f "$dir/ready" ]; then
-  log "reusing the kernel built from $src_pkg $version in $dir"
-  echo "$dir"
-  exit 0
+reuse_if_ready() {
+  if [ $prepare_only = 0 ] && [ -f "$dir/ready" ]; then
+    log "reusing the kernel built from $src_pkg $version in $dir"
+    echo "$dir"
+    exit 0
+  fi
+}
+reuse_if_ready
+
+# One build at a time in this cache (held until this script exits); a build another run finished
+# while this one waited is reused.
+mkdir -p "$cache"
+exec 9>>"$cache/.lock"
+if ! flock -n 9; then
+  log "waiting for $cache/.lock (another build-kernel.sh holds it)"
+  flock 9
 fi
+reuse_if_ready
 
 log "$src_pkg $version -> $dir"
 work=$dir/build
