@@ -253,9 +253,10 @@ class PooledBuffer:
             self.pool._return_forgotten(slot)
 
     def _revoke(self) -> None:
+        # The revoked handle stays referenced here: dropping it now would run its finalizer
+        # inside release(), where a signal handler could interrupt it.
         handle = self._handle
         if handle is not None:
-            self._handle = None
             handle._fd = -1
             handle._map = None
 
@@ -326,8 +327,8 @@ class PooledBuffer:
             # signal handler could run (see the module).
             self._slot = None
             if pool._orphans or pool._closed:
+                pool._orphans.append(slot)  # a C call: it is in there before a handler can run
                 pool._adopt_orphans()
-                pool._give_back(slot)
                 return
             # BufferPool._give_back's common case, inlined (the hot path)
             pool._in_use -= 1
@@ -650,10 +651,14 @@ class BufferPool:
                         raise ClosedResourceError(f"buffer pool {self.name} is closed")
                     free = self._free
                     if free:
+                        # No call from here to the counts (see the module).
                         slot = free[-1]
                         del free[-1]
                         lent._slot = slot
-                        self._lent()
+                        self._acquires += 1
+                        in_use = self._in_use = self._in_use + 1
+                        if in_use > self._peak:
+                            self._peak = in_use
                         return slot
                     # Below max_count: growth, or (either way) the replacement of an evicted
                     # buffer.
@@ -688,28 +693,23 @@ class BufferPool:
                         lent._slot = slot
                         self._count += 1
                         self._misses += 1
-                        self._lent()
+                        self._acquires += 1
+                        in_use = self._in_use = self._in_use + 1
+                        if in_use > self._peak:
+                            self._peak = in_use
                     return slot
+                if waiter is not None:
+                    waiter.acquire(
+                        True, _WAIT_SLICE if remaining is None else min(remaining, _WAIT_SLICE)
+                    )
             except BaseException:
                 if allocating:
                     self._orphans.append(None)  # the allocation is off (taken in under the lock)
                 raise
-            if waiter is None:
-                continue
-            try:
-                waiter.acquire(
-                    True, _WAIT_SLICE if remaining is None else min(remaining, _WAIT_SLICE)
-                )
             finally:
-                with self._lock, contextlib.suppress(ValueError):
-                    self._waiters.remove(waiter)
-
-    def _lent(self) -> None:
-        """Count one more buffer lent (lock held)."""
-        self._acquires += 1
-        self._in_use += 1
-        if self._in_use > self._peak:
-            self._peak = self._in_use
+                if waiter is not None:
+                    with self._lock, contextlib.suppress(ValueError):
+                        self._waiters.remove(waiter)
 
     def _wake_one(self) -> None:
         """Wake the longest waiter, if any (lock held)."""
@@ -776,17 +776,6 @@ class BufferPool:
 
     # -- release -----------------------------------------------------------------------------
 
-    def _give_back(self, slot: _Slot) -> None:
-        """Take a lent slot back (lock held)."""
-        self._in_use -= 1
-        self._releases += 1
-        if self._closed:
-            self._count -= 1
-            self._close_buffer(slot)
-        else:
-            self._free.append(slot)
-            self._wake_one()
-
     def _return_forgotten(self, slot: _Slot) -> None:
         """The GC collected a PooledBuffer that was never released."""
         # This may run inside one of the pool's own locked sections: never block here.
@@ -806,13 +795,22 @@ class BufferPool:
         """Take in the slots given back outside the lock (lock held)."""
         orphans = self._orphans
         while orphans:
-            slot = orphans[0]  # subscripts, not popleft(): nothing a signal can split
+            # Subscripts, not popleft(), and no call before the slot is in its new place: no
+            # signal handler can run in between (see the module).
+            slot = orphans[0]
             del orphans[0]
             if slot is None:
                 self._allocating -= 1
-                self._wake_one()
             else:
-                self._give_back(slot)
+                self._in_use -= 1
+                self._releases += 1
+                if self._closed:
+                    self._count -= 1
+                    self._close_buffer(slot)
+                    continue
+                self._free.append(slot)
+            if self._waiters:
+                self._waiters.popleft().release()
 
     # -- state -------------------------------------------------------------------------------
 
