@@ -12,31 +12,20 @@ import pytest
 
 from devalloc.errors import ClosedResourceError
 from devalloc.heaps.dmaheap import DmaHeap
-from devalloc.pool import BufferPool, PooledBuffer
+from devalloc.pool import BufferPool
 
 from ..conftest import assert_fd_closed
+from ..test_pool_isolation import B_DATA, SECRET, _read, _write
 
 pytestmark = pytest.mark.kernel
 
 SIZE = 64 << 10
-SECRET = b"owner A's secret"
-B_DATA = b"owner B's data!!"
 
 
 @pytest.fixture
 def pool(system_heap: DmaHeap) -> Iterator[BufferPool]:
     with BufferPool(system_heap, SIZE, 1, grow=True, max_count=2, name="iso") as p:
         yield p
-
-
-def _write(lent: PooledBuffer, data: bytes) -> None:
-    with lent.cpu_access("w") as view:
-        view[: len(data)] = data
-
-
-def _read(lent: PooledBuffer, n: int) -> bytes:
-    with lent.cpu_access("r") as view:
-        return bytes(view[:n])
 
 
 def test_a_stale_buffer_cannot_read_the_next_owners_data(pool: BufferPool) -> None:
