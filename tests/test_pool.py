@@ -12,9 +12,16 @@ from types import SimpleNamespace
 
 import pytest
 
+import devalloc.limits
 import devalloc.pool
 from devalloc.buffer import Buffer
-from devalloc.errors import ClosedResourceError, OutOfMemoryError, TimedOutError, UsageError
+from devalloc.errors import (
+    AllocationLimitError,
+    ClosedResourceError,
+    OutOfMemoryError,
+    TimedOutError,
+    UsageError,
+)
 from devalloc.formats.layout import LayoutRules, layout
 from devalloc.heaps.memfd import MemfdHeap
 from devalloc.pool import BufferPool, PooledBuffer
@@ -460,3 +467,20 @@ def test_from_plan_refuses_multi_buffer_and_opaque_layouts() -> None:
         BufferPool.from_plan(opaque, MemfdHeap(), 1)
     with pytest.raises(UsageError, match="no layout"):
         BufferPool.from_plan(object(), MemfdHeap(), 1)
+
+
+def test_a_pool_beyond_the_caps_is_refused_before_allocating() -> None:
+    made: list[int] = []
+
+    def heap(size: int) -> Buffer:
+        made.append(size)
+        return MemfdHeap().allocate(size)
+
+    with pytest.raises(AllocationLimitError, match="buffer pool huge") as info:
+        BufferPool(heap, 1 << 40, 2, name="huge")
+    assert isinstance(info.value, UsageError)
+    assert made == []
+    total = devalloc.limits.max_total()
+    with pytest.raises(AllocationLimitError, match="buffer pool bound"):
+        BufferPool(heap, SIZE, 1, grow=True, max_count=total // SIZE + 1, name="bound")
+    assert made == []

@@ -83,6 +83,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal
 
+from . import limits
 from ._fd import FdResource
 from .buffer import _SYNC, _SYNC_ARGS, AccessMode, Buffer, DmaBufInfo, _ioctl
 from .errors import ClosedResourceError, UsageError, error_from_errno
@@ -462,7 +463,9 @@ class BufferPool:
             stack.pop_all()
 
     def _check_limits(self) -> None:
-        """Refuse a pool whose bound passes devalloc's caps, before allocating anything."""
+        """Refuse a pool whose bound (``max_count`` buffers of ``size``) passes devalloc's caps,
+        before allocating anything."""
+        limits.check(self.size, self.max_count, what=f"buffer pool {self.name}")
 
     @classmethod
     def from_plan(
