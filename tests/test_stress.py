@@ -17,6 +17,7 @@ had it last), never another thread's; and no pool buffer is lent to two threads 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -58,6 +59,12 @@ class Tally:
     errors: list[str] | None = None
 
 
+def mapping_address(view: memoryview) -> int:
+    """Where ``view``'s memory is: a pool buffer's identity across lends (the pool maps each
+    buffer once, while every lend gets a Buffer object of its own)."""
+    return ctypes.addressof(ctypes.c_char.from_buffer(view))
+
+
 def hammer(
     registry: HeapRegistry,
     heap_id: HeapId,
@@ -73,14 +80,14 @@ def hammer(
     owner, and releases it.
 
     Returns:
-        The merged tally, and the ids of the pool's Buffers that were ever lent.
+        The merged tally, and the addresses of the pool buffers that were ever lent.
     """
     tally = Tally(errors=[])
     errors = tally.errors
     assert errors is not None
     lock = threading.Lock()
-    held: set[int] = set()  # id() of the pool Buffers lent right now
-    seen: set[int] = set()  # id() of every pool Buffer ever lent
+    held: set[int] = set()  # mapping_address() of the pool buffers lent right now
+    seen: set[int] = set()  # mapping_address() of every pool buffer ever lent
     start = threading.Barrier(threads)
 
     def work(thread: int) -> None:
@@ -98,28 +105,31 @@ def hammer(
                     if view[:size] != mine:
                         raise AssertionError(f"cycle {cycle}: another thread wrote into it")
                 lent = pool.acquire(owner=owner)
+                key = None
                 try:
-                    key = id(lent.buffer)
-                    with lock:
-                        if key in held:
-                            raise AssertionError(f"cycle {cycle}: a pool buffer lent twice")
-                        held.add(key)
-                        seen.add(key)
+                    # No view outlives its block (a kept view makes the pool evict the buffer):
+                    # every slice below is a temporary.
                     with lent.cpu_access("rw") as view:
-                        found = view[:size]
-                        if found == zeros:
+                        key = mapping_address(view)
+                        with lock:
+                            if key in held:
+                                raise AssertionError(f"cycle {cycle}: a pool buffer lent twice")
+                            held.add(key)
+                            seen.add(key)
+                        if view[:size] == zeros:
                             zero_acquisitions += 1
-                        elif found != mine:
+                        elif view[:size] != mine:
                             raise AssertionError(
                                 f"cycle {cycle}: acquired holding another owner's data "
-                                f"({bytes(found[:4]).hex()}, mine {mine[:4].hex()})"
+                                f"({view[:4].hex()}, mine {mine[:4].hex()})"
                             )
                         view[:size] = mine
                         if view[:size] != mine:
                             raise AssertionError(f"cycle {cycle}: another thread wrote into it")
                 finally:
-                    with lock:
-                        held.discard(id(lent.buffer))  # before release: another may get it then
+                    if key is not None:
+                        with lock:
+                            held.discard(key)  # before release: another may get it then
                     lent.release()
                 done += 1
         except BaseException as exc:  # every failure is reported by the test, not lost
