@@ -3,6 +3,7 @@ read-only buffers, close hooks, attached layouts and numpy plane views (numpy op
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import gc
@@ -10,8 +11,12 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from devalloc import ClosedResourceError, UsageError
 from devalloc.buffer import Buffer
@@ -19,8 +24,10 @@ from devalloc.errors import BadFileDescriptorError
 from devalloc.formats import LayoutRules, layout
 from devalloc.heaps.memfd import MemfdHeap
 from devalloc.heaps.udmabuf import Memfd
+from devalloc.pool import BufferPool
 
 from .conftest import assert_fd_closed, open_fds
+from .test_api_typed_errors import BOUNDED, WRONG, _bounded, _call_must_be_typed
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -319,3 +326,72 @@ def test_planes_without_numpy_is_a_usage_error() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "Buffer.planes needs numpy (pip install numpy)"
+
+
+# -- wrong arguments (issue 12, defect 3) ---------------------------------------------------
+
+SMALL = layout("R8", 16, 16)
+
+
+def _on_a_fresh_buffer(method: str) -> Callable[..., object]:
+    """Call ``method`` of a new memfd buffer (closed afterwards), entering what it returns if
+    it is a context manager (cpu_access), so the whole call path sees the arguments."""
+
+    def call(**kwargs: Any) -> object:
+        with MemfdHeap().allocate(PAGE) as buf:
+            result = getattr(buf, method)(**kwargs)
+            if isinstance(result, contextlib.AbstractContextManager):
+                with result:
+                    pass
+            return None
+
+    return call
+
+
+def _acquire(**kwargs: Any) -> object:
+    with BufferPool(MemfdHeap(), PAGE, 1, name="fuzz") as pool:
+        with pool.acquire(**kwargs) as lent, lent.cpu_access("w") as view:
+            view[0] = 1
+        return pool.stats()
+
+
+BUFFER_TARGETS: dict[str, tuple[Callable[..., object], dict[str, object]]] = {
+    "Buffer.from_fd": (Buffer.from_fd, {"fd": 0, "protected": False, "layout": None}),
+    "cpu_access": (_on_a_fresh_buffer("cpu_access"), {"mode": "rw"}),
+    "set_name": (_on_a_fresh_buffer("set_name"), {"name": "frames"}),
+    "attach_layout": (_on_a_fresh_buffer("attach_layout"), {"layout": SMALL, "buffer": 0}),
+    "add_close_hook": (_on_a_fresh_buffer("add_close_hook"), {"hook": print}),
+    "BufferPool": (
+        BufferPool,
+        {
+            "heap": MemfdHeap(),
+            "size": PAGE,
+            "count": 1,
+            "grow": True,
+            "max_count": 2,
+            "zero_on_reuse": "always",
+            "name": "fuzz",
+        },
+    ),
+    "BufferPool.from_plan": (
+        BufferPool.from_plan,
+        {"plan": SimpleNamespace(layout=SMALL), "heap": MemfdHeap(), "count": 1},
+    ),
+    "acquire": (_acquire, {"timeout": 0, "owner": "a"}),
+}
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_wrong_arguments_to_buffers_and_pools_raise_typed_errors(data: st.DataObject) -> None:
+    name = data.draw(st.sampled_from(sorted(BUFFER_TARGETS)), label="target")
+    func, valid = BUFFER_TARGETS[name]
+    kwargs = dict(valid)
+    keys = data.draw(
+        st.lists(st.sampled_from(sorted(valid)), min_size=1, max_size=3, unique=True),
+        label="replaced",
+    )
+    for key in keys:
+        value = data.draw(WRONG, label=key)
+        kwargs[key] = _bounded(value) if key in BOUNDED | {"size"} else value
+    _call_must_be_typed(name, func, kwargs)

@@ -284,6 +284,8 @@ class Buffer(FdResource):
     def add_close_hook(self, hook: CloseHook) -> None:
         """Call ``hook(size)`` once when this buffer closes, by :meth:`close` or, for a
         forgotten buffer, by the garbage collector. Hooks run in the order they were added."""
+        if not callable(hook):
+            raise UsageError(f"{self.description}: a close hook must be callable, not {hook!r}")
         if self._fd < 0:
             raise ClosedResourceError(f"{self.description} is closed")
         self._close_hooks = (*self._close_hooks, hook)
