@@ -27,7 +27,7 @@ from devalloc.heaps.udmabuf import Memfd
 from devalloc.pool import BufferPool
 
 from .conftest import assert_fd_closed, open_fds
-from .test_api_typed_errors import BOUNDED, WRONG, _bounded, _call_must_be_typed
+from .test_api_typed_errors import WRONG, _bounded, _call_must_be_typed
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -331,6 +331,7 @@ def test_planes_without_numpy_is_a_usage_error() -> None:
 # -- wrong arguments (issue 12, defect 3) ---------------------------------------------------
 
 SMALL = layout("R8", 16, 16)
+SIZES = {"size", "count", "max_count"}
 
 
 def _on_a_fresh_buffer(method: str) -> Callable[..., object]:
@@ -386,12 +387,14 @@ BUFFER_TARGETS: dict[str, tuple[Callable[..., object], dict[str, object]]] = {
 def test_wrong_arguments_to_buffers_and_pools_raise_typed_errors(data: st.DataObject) -> None:
     name = data.draw(st.sampled_from(sorted(BUFFER_TARGETS)), label="target")
     func, valid = BUFFER_TARGETS[name]
-    kwargs = dict(valid)
-    keys = data.draw(
-        st.lists(st.sampled_from(sorted(valid)), min_size=1, max_size=3, unique=True),
-        label="replaced",
+    # Each argument keeps its valid value or gets a wrong one (sizes and counts stay small).
+    kwargs = data.draw(
+        st.fixed_dictionaries(
+            {
+                key: st.one_of(st.just(value), WRONG.map(_bounded) if key in SIZES else WRONG)
+                for key, value in valid.items()
+            }
+        ),
+        label="arguments",
     )
-    for key in keys:
-        value = data.draw(WRONG, label=key)
-        kwargs[key] = _bounded(value) if key in BOUNDED | {"size"} else value
     _call_must_be_typed(name, func, kwargs)
