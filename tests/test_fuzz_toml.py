@@ -242,7 +242,7 @@ WRONG = [
     object(),
     "a\0b",
     "\udcff",
-    "x" * 100_000,
+    "x" * 20_000,  # longer than PATH_MAX (formats.closest_names is slow on far longer ones)
     "/" + "a" * 5000,
     "a" * 300 + ":primary",
 ]
