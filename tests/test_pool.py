@@ -143,7 +143,7 @@ def test_a_release_wakes_a_waiter(monkeypatch: pytest.MonkeyPatch, pool: BufferP
 
     thread = threading.Thread(target=wait_for_one)
     thread.start()
-    while pool.stats().waits == 0:  # counted under the lock that cond.wait then lets go
+    while pool.stats().waits == 0:  # counted under the pool lock before the waiter waits
         time.sleep(0.01)
     held[0].release()
     thread.join(timeout=30)

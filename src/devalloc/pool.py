@@ -596,7 +596,17 @@ class BufferPool:
                         self._peak = in_use
                 else:
                     slot = None
-            if slot is None or (slot.dirty and self._zeroing and _changes_hands(slot, owner)):
+            if slot is None or (
+                slot.dirty
+                and self._zeroing
+                # _changes_hands, inlined (the hot path)
+                and (
+                    owner is None
+                    or slot.owner is _NOBODY
+                    or type(slot.owner) is not type(owner)
+                    or slot.owner != owner
+                )
+            ):
                 slot = self._acquire_slow(lent, timeout, owner)
             elif self._always and slot.dirty:
                 self._zero(slot)
