@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devalloc.constraints import load_constraints
+from devalloc.constraints import BufferCounts, load_constraints
 from devalloc.errors import UsageError
 from devalloc.formats import MAX_DIMENSION
 from devalloc.negotiate import (
@@ -52,6 +52,8 @@ def _outcome(pipe: Pipeline) -> str:
             pipe.height,
             pipe.formats,
             cpu_access=pipe.cpu_access,
+            counts=pipe.counts(),
+            slack=pipe.slack,
         )
     except NegotiationError as exc:
         failure = exc
@@ -393,3 +395,23 @@ def test_what_is_written_is_what_loads(
     assert [d.profile for d in pipe.devices] == profiles
     expected = [c.label for name in profiles for c in load_constraints(name)]
     assert list(pipe.labels) == expected
+
+
+def test_a_pipeline_file_fixes_count_or_leaves_it_to_negotiation() -> None:
+    fixed = loads_pipeline("count = 3\nholds = 1\n" + MINIMAL, "x.toml")
+    assert (fixed.count_fixed, fixed.counts()) == (True, BufferCounts(1, 3, 3))
+    free = loads_pipeline("slack = 0\n" + MINIMAL, "x.toml")
+    assert (free.count_fixed, free.slack, free.counts()) == (False, 0, BufferCounts())
+    assert free.to_json()["slack"] == 0
+    with pytest.raises(UsageError, match=r"x.toml:2: holds 4 is above count 3"):
+        loads_pipeline("count = 3\nholds = 4\n" + MINIMAL, "x.toml")
+
+
+def test_the_camera_example_gets_the_count_its_devices_hold() -> None:
+    pipe = load_pipeline(EXAMPLES / "camera-npu-display.toml")
+    plan = negotiate(pipe.constraints(), pipe.width, pipe.height, counts=pipe.counts())
+    record = plan.find("count")
+    assert record is not None
+    # rkisp1 holds 2 (curr/next), the VOP 2 (shown + queued): 4 + slack 1, lowered to count 4
+    assert plan.count == pipe.count == 4
+    assert record.forced_by == ("rk3399-vop:primary", "rkisp1:selfpath", "application")

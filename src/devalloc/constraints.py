@@ -53,6 +53,8 @@ __all__ = [
     "BUFFERS_VALUES",
     "CPU_ACCESS_VALUES",
     "DEVICE_ACCESS_VALUES",
+    "MAX_BUFFER_COUNT",
+    "BufferCounts",
     "Buffers",
     "Constraints",
     "CpuAccess",
@@ -79,6 +81,8 @@ BUFFERS_VALUES: Final[tuple[Buffers, ...]] = ("single", "per-plane", "any")
 MIN_DMA_BITS: Final = 12
 MAX_DMA_BITS: Final = 64
 _U64: Final = (1 << 64) - 1
+#: Most buffers a device, an application or a plan may count.
+MAX_BUFFER_COUNT: Final = 1 << 16
 _NAME = re.compile(r"^[^\s:]+$")
 _LOCATION = re.compile(r"^[A-Za-z0-9_.:/@+-]+$")
 
@@ -204,6 +208,80 @@ class MemoryRules:
 
 
 @dataclass(frozen=True)
+class BufferCounts:
+    """How many buffers one party holds at once, and the bounds it puts on the total (the
+    "camping" counts of Fuchsia's sysmem).
+
+    Attributes:
+        holds: buffers this party keeps at once in steady state (a decoder's reference frames
+            plus the one it decodes into, a display's front buffer plus the pending flip, a
+            V4L2 driver's minimum queued buffers); 0 when it keeps none between uses.
+        min_count: the fewest buffers the party accepts in total (0: no minimum).
+        max_count: the most buffers the party accepts in total (None: no limit).
+
+    Example:
+        >>> BufferCounts(holds=2, min_count=3).to_json()
+        {'holds': 2, 'min_count': 3, 'max_count': None}
+
+    Raises:
+        UsageError: a value that is not an integer in range, or bounds that contradict each other
+            (``min_count`` above ``max_count``, ``holds`` above ``max_count``).
+    """
+
+    holds: int = 0
+    min_count: int = 0
+    max_count: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("holds", "min_count"):
+            value = getattr(self, name)
+            if not _is_int(value) or not 0 <= value <= MAX_BUFFER_COUNT:
+                raise UsageError(
+                    f"{name} is an integer from 0 to {MAX_BUFFER_COUNT}, not {value!r}"
+                )
+        high = self.max_count
+        if high is not None:
+            if not _is_int(high) or not 1 <= high <= MAX_BUFFER_COUNT:
+                raise UsageError(
+                    f"max_count is None or an integer from 1 to {MAX_BUFFER_COUNT}, not {high!r}"
+                )
+            if self.min_count > high:
+                raise UsageError(f"min_count {self.min_count} is above max_count {high}")
+            if self.holds > high:
+                raise UsageError(f"holds {self.holds} is above max_count {high}")
+
+    @property
+    def stated(self) -> bool:
+        """The party says anything about counts (not every field at its default)."""
+        return self != BufferCounts()
+
+    def describe(self) -> str:
+        """``"holds 2, min 3, max 32"`` (only the fields that say something; ``"-"`` if none)."""
+        parts = [f"holds {self.holds}"] if self.holds else []
+        if self.min_count:
+            parts.append(f"min {self.min_count}")
+        if self.max_count is not None:
+            parts.append(f"max {self.max_count}")
+        return ", ".join(parts) or "-"
+
+    def to_json(self) -> dict[str, object]:
+        """``{holds, min_count, max_count}``."""
+        return {"holds": self.holds, "min_count": self.min_count, "max_count": self.max_count}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> BufferCounts:
+        """Read what :meth:`to_json` wrote (missing keys take their defaults).
+
+        Raises:
+            UsageError: an unknown key or an invalid value.
+        """
+        table = _Table(data, ("counts",), _no_location)
+        counts = _counts_from_table(table)
+        table.finish()
+        return counts
+
+
+@dataclass(frozen=True)
 class Constraints:
     """One device in one usage: what a buffer must be for it.
 
@@ -222,6 +300,7 @@ class Constraints:
         memory: what it needs of the memory.
         access: how the device uses the buffer: ``"read"``, ``"write"`` or ``"read-write"``.
         description: free text.
+        counts: how many buffers the device holds at once and its bounds on the total.
 
     Raises:
         UsageError: an invalid field; the message names ``device:usage`` and the field.
@@ -239,6 +318,7 @@ class Constraints:
     memory: MemoryRules = field(default_factory=MemoryRules)
     access: DeviceAccess = "read-write"
     description: str = ""
+    counts: BufferCounts = field(default_factory=BufferCounts)
 
     def __post_init__(self) -> None:
         for name in ("device", "usage"):
@@ -287,6 +367,8 @@ class Constraints:
             )
         if not isinstance(self.description, str):
             raise UsageError(f"{label}: description is text, not {self.description!r}")
+        if not isinstance(self.counts, BufferCounts):
+            raise UsageError(f"{label}: counts is a BufferCounts, not {self.counts!r}")
 
     def _checked_pairs(self, label: str) -> tuple[tuple[int, int], ...]:
         if isinstance(self.pairs, str | bytes) or not isinstance(self.pairs, Iterable):
@@ -361,6 +443,7 @@ class Constraints:
             "max_width": self.max_width,
             "max_height": self.max_height,
             "memory": self.memory.to_json(),
+            "counts": self.counts.to_json(),
         }
 
     @classmethod
@@ -392,6 +475,10 @@ class Constraints:
         memory = _memory_from_table(memory_table) if memory_table else MemoryRules()
         if memory_table:
             memory_table.finish()
+        counts_table = top.table("counts")
+        counts = _counts_from_table(counts_table) if counts_table else BufferCounts()
+        if counts_table:
+            counts_table.finish()
         made = cls(
             device=device,
             usage=usage,
@@ -405,6 +492,7 @@ class Constraints:
             memory=memory,
             access=cast(DeviceAccess, top.choice("access", DEVICE_ACCESS_VALUES, "read-write")),
             description=top.text("description"),
+            counts=counts,
         )
         top.finish()
         return made
@@ -592,6 +680,19 @@ def _memory_from_table(table: _Table) -> MemoryRules:
     )
 
 
+def _counts_from_table(table: _Table) -> BufferCounts:
+    """``holds``, ``min_count`` and ``max_count`` of ``table`` (a usage table of a device file,
+    or the ``counts`` table of JSON)."""
+    holds = table.integer("holds", 0, 0, MAX_BUFFER_COUNT)
+    low = table.integer("min_count", 0, 0, MAX_BUFFER_COUNT)
+    high = table.optional_integer("max_count", 1, MAX_BUFFER_COUNT)
+    if high is not None and low > high:
+        raise table.fail("max_count", f"{high} is below min_count {low}")
+    if high is not None and holds > high:
+        raise table.fail("max_count", f"{high} is below holds {holds} (the device's own count)")
+    return BufferCounts(holds, low, high)
+
+
 def _read_format(value: object, where: str) -> int:
     if not isinstance(value, str | int) or isinstance(value, bool):
         raise UsageError(f"{where}: a format is a name such as NV12, not {value!r}")
@@ -714,6 +815,7 @@ def _usage_from_table(table: _Table, device: str, usage: str) -> Constraints:
     if memory_table is not None:
         memory = _memory_from_table(memory_table)
         memory_table.finish()
+    counts = _counts_from_table(table)
     table.finish()
     try:
         return Constraints(
@@ -729,6 +831,7 @@ def _usage_from_table(table: _Table, device: str, usage: str) -> Constraints:
             memory=memory,
             access=access,
             description=description,
+            counts=counts,
         )
     except UsageError as exc:
         raise UsageError(f"{table.where(table.path)}{exc}") from None

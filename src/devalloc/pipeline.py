@@ -43,6 +43,8 @@ from typing import Final, Literal, cast
 from ._toml import KeyPath, check_path, key_lines, parse_toml, path_kind, read_text_file, shown
 from .constraints import (
     CPU_ACCESS_VALUES,
+    MAX_BUFFER_COUNT,
+    BufferCounts,
     Constraints,
     CpuAccess,
     DeviceProfile,
@@ -50,6 +52,7 @@ from .constraints import (
 )
 from .errors import UsageError
 from .formats import MAX_DIMENSION, lookup_format
+from .negotiate.combine import DEFAULT_SLACK
 from .profiles import profile_names, profile_path
 
 __all__ = [
@@ -68,7 +71,7 @@ Expect = Literal["plan", "copy", "conflict"]
 #: What a pipeline file may expect negotiation to give.
 EXPECT_VALUES: Final[tuple[Expect, ...]] = ("plan", "copy", "conflict")
 #: Most buffers a pipeline may ask for.
-MAX_COUNT: Final = 1 << 16
+MAX_COUNT: Final = MAX_BUFFER_COUNT
 
 _TOP_KEYS: Final = (
     "name",
@@ -78,6 +81,8 @@ _TOP_KEYS: Final = (
     "formats",
     "cpu_access",
     "count",
+    "holds",
+    "slack",
     "expect",
     "devices",
 )
@@ -119,9 +124,13 @@ class Pipeline:
         description: free text.
         formats: the application's candidate formats (DRM names, best first); None for any.
         cpu_access: the application's own CPU access.
-        count: how many buffers the application wants.
+        count: how many buffers the application wants: fixed when ``count_fixed`` (the file says
+            ``count``), else 1 and the plan's negotiated count decides.
         expect: what negotiating is expected to give (``plan``, ``copy``, ``conflict``), or None.
         path: the file it was read from ("" when read from text).
+        holds: buffers the application itself holds at once (``holds``; default 0).
+        slack: buffers added to what every party holds (``slack``; default 1).
+        count_fixed: the file fixes ``count`` (negotiation must give exactly that many).
     """
 
     name: str
@@ -134,6 +143,16 @@ class Pipeline:
     count: int = 1
     expect: Expect | None = None
     path: str = field(default="", compare=False)
+    holds: int = 0
+    slack: int = DEFAULT_SLACK
+    count_fixed: bool = False
+
+    def counts(self) -> BufferCounts:
+        """The application's own counts for negotiation: what it holds, and a fixed ``count``
+        as both its minimum and its maximum."""
+        if self.count_fixed:
+            return BufferCounts(self.holds, self.count, self.count)
+        return BufferCounts(self.holds)
 
     def constraints(self) -> list[Constraints]:
         """Every device's constraints, in file order (a device without ``usage`` gives all its
@@ -160,6 +179,9 @@ class Pipeline:
             "formats": None if self.formats is None else list(self.formats),
             "cpu_access": self.cpu_access,
             "count": self.count,
+            "count_fixed": self.count_fixed,
+            "holds": self.holds,
+            "slack": self.slack,
             "expect": self.expect,
             "path": self.path,
             "devices": [
@@ -339,6 +361,10 @@ def loads_pipeline(
     width = reader.integer(data, "width", 1, MAX_DIMENSION, None)
     height = reader.integer(data, "height", 1, MAX_DIMENSION, None)
     count = reader.integer(data, "count", 1, MAX_COUNT, 1)
+    holds = reader.integer(data, "holds", 0, MAX_COUNT, 0)
+    slack = reader.integer(data, "slack", 0, MAX_COUNT, DEFAULT_SLACK)
+    if "count" in data and holds > count:
+        raise reader.fail(("holds",), f"{holds} is above count {count}")
     formats = _read_formats(reader, data)
     cpu_access = data.get("cpu_access", "none")
     if cpu_access not in CPU_ACCESS_VALUES:
@@ -378,6 +404,9 @@ def loads_pipeline(
         count=count,
         expect=cast(Expect | None, expect),
         path=source,
+        holds=holds,
+        slack=slack,
+        count_fixed="count" in data,
     )
 
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from ..constraints import Constraints, CpuAccess
+from ..constraints import BufferCounts, Constraints, CpuAccess
 from ..errors import NoPlanError
+from .combine import DEFAULT_SLACK
 from .copy import CopyPath, copy_path_for
 from .core import prepare, run
 from .plan import Plan
@@ -62,6 +63,8 @@ def negotiate(
     prefer_uncached: bool = False,
     known_layout: bool = False,
     propose_copy: bool = True,
+    counts: BufferCounts | None = None,
+    slack: int = DEFAULT_SLACK,
 ) -> Plan:
     """One buffer that every device in ``constraints`` can use.
 
@@ -79,9 +82,12 @@ def negotiate(
             a computed layout (as it is whenever the CPU accesses the buffer); the plan's
             ``skipped`` provenance record says which and why.
         propose_copy: on failure, search a two-buffer copy path for the error.
+        counts: how many buffers the application itself holds at once and its bounds on the
+            total (a fixed count is ``BufferCounts(min_count=n, max_count=n)``); None: none.
+        slack: buffers added to what every party holds (default 1).
 
     Returns:
-        The plan (format, modifier, layout, memory, cache policy, provenance).
+        The plan (format, modifier, layout, memory, cache policy, provenance, buffer count).
 
     Raises:
         NegotiationError: no single buffer fits (a :class:`~devalloc.errors.NoPlanError` with
@@ -89,7 +95,15 @@ def negotiate(
         UsageError: an invalid request.
     """
     request = prepare(
-        constraints, width, height, formats, cpu_access, prefer_uncached, known_layout
+        constraints,
+        width,
+        height,
+        formats,
+        cpu_access,
+        prefer_uncached,
+        known_layout,
+        counts,
+        slack,
     )
     result = run(request)
     if isinstance(result, Plan):

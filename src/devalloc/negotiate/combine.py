@@ -25,12 +25,33 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..constraints import Buffers, Constraints, CpuAccess, MemoryRules, cpu_access_union
+from ..constraints import (
+    BufferCounts,
+    Buffers,
+    Constraints,
+    CpuAccess,
+    MemoryRules,
+    cpu_access_union,
+)
 from ..formats import LayoutRules, PixelFormat
 from ..formats.layout import MAX_ALIGN
 from .records import APPLICATION, CachePolicy, Conflict, Provenance, ProvenanceValue
 
-__all__ = ["Combined", "cache_policy", "combine", "lcm_forcing", "name_list", "subject"]
+__all__ = [
+    "DEFAULT_SLACK",
+    "Combined",
+    "CountResult",
+    "cache_policy",
+    "combine",
+    "combine_counts",
+    "lcm_forcing",
+    "name_list",
+    "subject",
+]
+
+#: Buffers added to what every party holds at once, so that one is always free to be filled
+#: while the others are held (the application may ask for more or none).
+DEFAULT_SLACK = 1
 
 
 def subject(labels: Sequence[str], one: str, many: str) -> str:
@@ -332,6 +353,88 @@ def _protected_conflict(devices: Sequence[Constraints], requested: CpuAccess) ->
         " an unprotected copy made by a device allowed to read protected memory; protected"
         " memory comes from a secure heap",
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Buffer counts.
+
+
+@dataclass(frozen=True)
+class CountResult:
+    """The combined buffer count: the count (None on a conflict), the conflict, the record."""
+
+    count: int | None
+    conflict: Conflict | None
+    record: Provenance
+
+
+def combine_counts(
+    devices: Sequence[Constraints], application: BufferCounts, slack: int
+) -> CountResult:
+    """The plan's buffer count: what every party holds at once, plus ``slack``, raised to every
+    party's ``min_count`` and lowered to every ``max_count`` (at least 1).
+
+    What the parties hold is a floor as hard as the minima (they keep those buffers at the same
+    time); slack is not, so the count is clamped to the smallest maximum when only slack passes
+    it. A conflict when the floor is above the smallest maximum. Independent of the order of
+    ``devices``: sums, maxima and minima only.
+
+    Example:
+        >>> from devalloc.formats import fourcc_code
+        >>> nv12 = ((fourcc_code("NV12"), 0),)
+        >>> dec = Constraints("dec", "out", nv12, counts=BufferCounts(holds=4))
+        >>> dpy = Constraints("dpy", "primary", nv12, counts=BufferCounts(holds=2, max_count=6))
+        >>> result = combine_counts([dec, dpy], BufferCounts(), 1)
+        >>> result.count
+        6
+        >>> print(result.record.note)
+        holds 6 (dec:out 4, dpy:primary 2) + slack 1 = 7; lowered to the max_count 6 of dpy:primary
+    """
+    parties: list[tuple[str, BufferCounts]] = [(APPLICATION, application)]
+    parties.extend((d.label, d.counts) for d in devices)
+    held = [(label, c.holds) for label, c in parties if c.holds]
+    holds = sum(n for _l, n in held)
+    low = max(c.min_count for _l, c in parties)
+    highs = [c.max_count for _l, c in parties if c.max_count is not None]
+    high = min(highs) if highs else None
+    floor = max(low, holds, 1)
+    inputs = tuple((label, c.describe()) for label, c in parties if c.stated)
+    holders = tuple(label for label, _n in held)
+    lows = tuple(label for label, c in parties if low and c.min_count == low)
+    capping = tuple(label for label, c in parties if high is not None and c.max_count == high)
+    held_text = ", ".join(f"{label} {n}" for label, n in held)
+    summed = f"holds {holds} ({held_text})" if held else "holds 0"
+    if high is not None and floor > high:
+        below = holders if holds >= low else lows
+        why = f"{summed} at once" if holds >= low else f"min_count {low} of {', '.join(lows)}"
+        involved = tuple(dict.fromkeys((*below, *capping)))
+        values = dict(parties)
+        conflict = Conflict(
+            "count",
+            involved,
+            tuple(values[label].describe() for label in involved),
+            f"the parties need at least {floor} buffers ({why}) but"
+            f" {', '.join(capping)} allow{'s' if len(capping) == 1 else ''} at most {high}",
+            f"raise the max_count of {', '.join(capping)} to at least {floor}, or have"
+            f" {', '.join(below)} hold fewer buffers at once; otherwise give each side its own"
+            " buffers and copy between them",
+        )
+        record = Provenance("count", None, "sum", involved, inputs, conflict.message)
+        return CountResult(None, conflict, record)
+    target = max(holds + slack, low, 1)
+    note = f"{summed} + slack {slack} = {holds + slack}"
+    forced: tuple[str, ...] = holders
+    count = target
+    if low > holds + slack:
+        note += f"; raised to the min_count {low} of {', '.join(lows)}"
+        forced = tuple(dict.fromkeys((*holders, *lows)))
+    elif holds + slack < 1:
+        note += "; at least 1"
+    if high is not None and target > high:
+        count = high
+        note += f"; lowered to the max_count {high} of {', '.join(capping)}"
+        forced = tuple(dict.fromkeys((*forced, *capping)))
+    return CountResult(count, None, Provenance("count", count, "sum", forced, inputs, note))
 
 
 # ---------------------------------------------------------------------------------------------

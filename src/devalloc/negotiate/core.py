@@ -29,6 +29,8 @@ from typing import Final
 
 from ..constraints import (
     CPU_ACCESS_VALUES,
+    MAX_BUFFER_COUNT,
+    BufferCounts,
     Constraints,
     CpuAccess,
     format_text,
@@ -38,7 +40,17 @@ from ..errors import UsageError
 from ..formats import MAX_DIMENSION, Layout, LayoutRules, Modifier, layout, lookup_format
 from ..formats.layout import MAX_ALIGN
 from ..formats.modifier import DRM_FORMAT_MOD_LINEAR
-from .combine import Combined, cache_policy, combine, name_list, provenance, subject
+from .combine import (
+    DEFAULT_SLACK,
+    Combined,
+    CountResult,
+    cache_policy,
+    combine,
+    combine_counts,
+    name_list,
+    provenance,
+    subject,
+)
 from .plan import Plan
 from .records import APPLICATION, CombinedRules, Conflict, Provenance
 
@@ -61,6 +73,7 @@ ATTRIBUTES: Final = (
     "location",
     "protected",
     "alignment",
+    "count",
     "buffers",
     "pitch",
     "layout",
@@ -82,6 +95,8 @@ class Request:
     cpu_access: CpuAccess
     prefer_uncached: bool
     known_layout: bool = False
+    counts: BufferCounts = dataclasses.field(default_factory=BufferCounts)
+    slack: int = DEFAULT_SLACK
 
     def subset(self, devices: Iterable[Constraints]) -> Request:
         """The same request for some of the devices."""
@@ -101,12 +116,17 @@ def prepare(
     cpu_access: CpuAccess = "none",
     prefer_uncached: bool = False,
     known_layout: bool = False,
+    counts: BufferCounts | None = None,
+    slack: int = DEFAULT_SLACK,
 ) -> Request:
-    """Check a request and put it in canonical form (``known_layout``: see :func:`run`).
+    """Check a request and put it in canonical form (``known_layout``: see :func:`run`;
+    ``counts``: the application's own :class:`~devalloc.constraints.BufferCounts`; ``slack``:
+    buffers added to what every party holds, see
+    :func:`~devalloc.negotiate.combine.combine_counts`).
 
     Raises:
         UsageError: no devices, a non-Constraints item, two devices with the same label, a bad
-            size, an unknown format or an invalid CPU access.
+            size, an unknown format, an invalid CPU access, counts or slack.
     """
     if isinstance(constraints, Constraints):
         raise UsageError("negotiate takes a list of Constraints, not a single one")
@@ -146,8 +166,22 @@ def prepare(
         raise UsageError(f"prefer_uncached is True or False, not {prefer_uncached!r}")
     if not isinstance(known_layout, bool):
         raise UsageError(f"known_layout is True or False, not {known_layout!r}")
+    if counts is None:
+        counts = BufferCounts()
+    if not isinstance(counts, BufferCounts):
+        raise UsageError(f"counts is a BufferCounts (or None), not {counts!r:.80}")
+    if isinstance(slack, bool) or not isinstance(slack, int) or not 0 <= slack <= MAX_BUFFER_COUNT:
+        raise UsageError(f"slack is an integer from 0 to {MAX_BUFFER_COUNT}, not {slack!r:.80}")
     return Request(
-        tuple(devices), width, height, candidates, cpu_access, prefer_uncached, known_layout
+        tuple(devices),
+        width,
+        height,
+        candidates,
+        cpu_access,
+        prefer_uncached,
+        known_layout,
+        counts,
+        slack,
     )
 
 
@@ -503,6 +537,7 @@ def _plan(
     pair: Pair,
     fit: _Fit,
     count: int,
+    counted: CountResult,
     skipped: Sequence[Pair] = (),
 ) -> Plan:
     fmt = lookup_format(pair[0])
@@ -514,6 +549,8 @@ def _plan(
     if skipped:
         records.append(_skip_record(request, comb, pair, skipped))
     records.extend(provenance(comb, fmt, fit.rules, cache, fit.pitch_note))
+    records.append(counted.record)
+    assert counted.count is not None
     return Plan(
         format=fmt,
         modifier=Modifier(pair[1]),
@@ -532,6 +569,7 @@ def _plan(
         cache=cache,
         devices=request.labels,
         provenance=tuple(records),
+        count=counted.count,
     )
 
 
@@ -545,8 +583,11 @@ def run(request: Request) -> Plan | tuple[Conflict, ...]:
     vendor-private pairs fit, the best of them is the plan (and the record says so).
     """
     comb = combine(request.devices, request.width, request.height, request.cpu_access)
+    counted = combine_counts(request.devices, request.counts, request.slack)
     pairs = common_pairs(request)
     conflicts = list(comb.conflicts)
+    if counted.conflict is not None:
+        conflicts.append(counted.conflict)
     if not pairs:
         conflicts.extend(_format_conflicts(request))
         return _ordered(conflicts)
@@ -564,13 +605,13 @@ def run(request: Request) -> Plan | tuple[Conflict, ...]:
             if conflicts:
                 return _ordered(conflicts)
             skipped = [p for p, _f in opaque]
-            return _plan(request, comb, pair, fitted, len(pairs), skipped)
+            return _plan(request, comb, pair, fitted, len(pairs), counted, skipped)
         failures.extend(fitted)
     if opaque:
         if conflicts:
             return _ordered(conflicts)
         pair, fitted = opaque[0]
-        return _plan(request, comb, pair, fitted, len(pairs), [p for p, _f in opaque])
+        return _plan(request, comb, pair, fitted, len(pairs), counted, [p for p, _f in opaque])
     conflicts.extend(_pair_conflicts(comb, failures))
     return _ordered(conflicts)
 
@@ -614,6 +655,8 @@ def try_negotiate(
     cpu_access: CpuAccess = "none",
     prefer_uncached: bool = False,
     known_layout: bool = False,
+    counts: BufferCounts | None = None,
+    slack: int = DEFAULT_SLACK,
 ) -> Plan | tuple[Conflict, ...]:
     """Like :func:`~devalloc.negotiate.negotiate`, but returns the conflicts instead of raising.
 
@@ -621,5 +664,15 @@ def try_negotiate(
         UsageError: an invalid request.
     """
     return run(
-        prepare(constraints, width, height, formats, cpu_access, prefer_uncached, known_layout)
+        prepare(
+            constraints,
+            width,
+            height,
+            formats,
+            cpu_access,
+            prefer_uncached,
+            known_layout,
+            counts,
+            slack,
+        )
     )

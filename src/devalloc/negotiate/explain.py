@@ -177,6 +177,10 @@ def explain_plan(plan: Explained) -> list[str]:
         who = f": {_inputs(buffers, lambda v: v == 'any')}" if buffers.forced_by else ""
         note = f" ({buffers.note})" if buffers.note else ""
         lines.append(f"buffers: {arrangement}{who}{note}")
+    count = plan.find("count")
+    if count is not None:
+        stated = _inputs(count, lambda v: False)
+        lines.append(f"count {count.value}: {count.note}" + (f" ({stated})" if stated else ""))
     for name in (
         "contiguous",
         "max_segments",

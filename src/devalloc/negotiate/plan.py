@@ -86,6 +86,8 @@ class Plan:
         cache: how the CPU maps the buffer and whether it must sync.
         devices: the labels of the devices sharing the buffer, sorted.
         provenance: where every combined value comes from.
+        count: how many buffers of this plan the parties need (the ``count`` provenance record
+            says how it was combined); 1 for plans made before counts were negotiated.
     """
 
     format: PixelFormat
@@ -98,6 +100,7 @@ class Plan:
     cache: CachePolicy
     devices: tuple[str, ...]
     provenance: tuple[Provenance, ...] = ()
+    count: int = 1
 
     @property
     def size(self) -> int | None:
@@ -140,6 +143,7 @@ class Plan:
             "devices": list(self.devices),
             "rules": self.rules.to_json(),
             "provenance": [p.to_json() for p in self.provenance],
+            "count": self.count,
         }
 
     @classmethod
@@ -186,6 +190,7 @@ class Plan:
         if not isinstance(memory, Mapping) or not isinstance(cache, Mapping):
             raise UsageError("plan JSON: plan.memory and plan.cache must be tables")
         provenance = table.list_of("provenance", dict, "a provenance record")
+        count = table.integer("count", 1, 1, 1 << 16)
         made = cls(
             fmt,
             modifier,
@@ -197,6 +202,7 @@ class Plan:
             CachePolicy.from_json(cache),
             strings(table, "devices"),
             tuple(Provenance.from_json(p) for p in provenance),
+            count,
         )
         table.finish()
         return made
