@@ -8,6 +8,8 @@ Example:
     'I915_Y_TILED'
     >>> layout("NV12", 1920, 1080, rules=LayoutRules(height_align=16)).size
     3133440
+    >>> lookup_format("BGRx").name, str(parse_modifier("INTEL_Y_TILED"))
+    ('XRGB8888', 'I915_Y_TILED')
 
 Nothing here does I/O: the CLI and the negotiation layer call these with what they read.
 """
@@ -20,6 +22,12 @@ from .fourcc import format_names as format_names
 from .fourcc import fourcc_code as fourcc_code
 from .fourcc import fourcc_to_str as fourcc_to_str
 from .fourcc import lookup_format as lookup_format
+from .gstreamer import GST_FORMATS as GST_FORMATS
+from .gstreamer import drm_format_string as drm_format_string
+from .gstreamer import gst_caps as gst_caps
+from .gstreamer import gst_format_name as gst_format_name
+from .gstreamer import gst_to_drm as gst_to_drm
+from .gstreamer import parse_drm_format as parse_drm_format
 from .helpers import format_table as format_table
 from .helpers import parse_size as parse_size
 from .layout import MAX_DIMENSION as MAX_DIMENSION
@@ -28,6 +36,9 @@ from .layout import Layout as Layout
 from .layout import LayoutRules as LayoutRules
 from .layout import PlaneLayout as PlaneLayout
 from .layout import layout as layout
+from .libdrm import libdrm_name as libdrm_name
+from .libdrm import libdrm_vendor as libdrm_vendor
+from .libdrm import modetest_name as modetest_name
 from .modifier import DRM_FORMAT_MOD_INVALID as DRM_FORMAT_MOD_INVALID
 from .modifier import DRM_FORMAT_MOD_LINEAR as DRM_FORMAT_MOD_LINEAR
 from .modifier import INVALID as INVALID
@@ -37,6 +48,8 @@ from .modifier import Vendor as Vendor
 from .modifier import fourcc_mod_code as fourcc_mod_code
 from .modifier import modifier_name as modifier_name
 from .modifier import parse_modifier as parse_modifier
+from .spellings import format_spellings as format_spellings
+from .spellings import modifier_spellings as modifier_spellings
 from .v4l2 import V4L2_FORMATS as V4L2_FORMATS
 from .v4l2 import V4l2Format as V4l2Format
 from .v4l2 import drm_to_v4l2 as drm_to_v4l2

@@ -344,8 +344,14 @@ def closest_names(text: str, names: list[str], n: int = 3) -> list[str]:
 
 
 def _unknown(key: object) -> UsageError:
-    close_names = closest_names(str(key).strip().removeprefix("DRM_FORMAT_"), list(FORMATS))
+    from .gstreamer import GST_FORMATS  # builds on this module
+
+    text = str(key).strip()
+    close_names = closest_names(text.removeprefix("DRM_FORMAT_"), list(FORMATS))
     hint = f"; closest known: {', '.join(close_names)}" if close_names else ""
+    gst = [name for name in GST_FORMATS if name.upper() == text.upper()]
+    if gst:
+        hint += f"; GStreamer's {gst[0]} (case as written) is DRM {GST_FORMATS[gst[0]][0].name}"
     return UsageError(
         f"unknown pixel format {key!r}{hint} (`devalloc formats` lists all {len(_TABLE)})"
     )
@@ -392,4 +398,38 @@ def lookup_format(key: str | int | PixelFormat) -> PixelFormat:
         found = _BY_FOURCC.get(fourcc_code(text))
         if found is not None:
             return found
+    return _other_spelling(text, key)
+
+
+def _other_spelling(text: str, key: str) -> PixelFormat:
+    """GStreamer's names (``BGRx``, ``I420``), V4L2's (``RGB24``, ``V4L2_PIX_FMT_NV12M``, ``RGB3``)
+    and GStreamer's drm-format strings of LINEAR pairs (``NV12``, ``NV12:0x0000000000000000``)."""
+    from .gstreamer import GST_FORMATS, parse_drm_format  # both build on this module
+    from .v4l2 import V4L2_FORMATS, v4l2_to_drm
+
+    if text in GST_FORMATS:
+        fmt, modifier = GST_FORMATS[text]
+        if not modifier.is_linear:
+            raise UsageError(
+                f"GStreamer's {text} is {fmt.name} with the modifier {modifier.name}: give the"
+                f" format {fmt.name} and that modifier, or the pair as {text} where a drm-format"
+                " is taken"
+            )
+        return fmt
+    if ":" in text:
+        fmt, modifier = parse_drm_format(text)
+        if not modifier.is_linear:
+            raise UsageError(
+                f"{text!r} is a format with a modifier ({fmt.name}, {modifier.name}); only the"
+                " format is asked for here: give the modifier where modifiers are taken"
+            )
+        return fmt
+    upper = text.upper().removeprefix("V4L2_PIX_FMT_")
+    if upper in {name.upper() for name in V4L2_FORMATS} or text.upper().startswith("V4L2_PIX_FMT_"):
+        return v4l2_to_drm(text).drm
+    if len(text) == 4 and text.isascii():
+        try:
+            return v4l2_to_drm(text).drm
+        except UsageError:
+            pass
     raise _unknown(key)

@@ -840,7 +840,10 @@ def _parse_text(text: str) -> int:
         pass
     match = _CALL.match(stripped)
     if match is None:
-        raise UsageError(f"cannot read a modifier from {text!r}")
+        found = _parse_other_tools(stripped)
+        if found is None:
+            raise UsageError(f"cannot read a modifier from {text!r}")
+        return found
     name = match.group(1).upper()
     for prefix, replacement in (("DRM_FORMAT_MOD_", ""), ("I915_FORMAT_MOD_", "I915_")):
         if name.startswith(prefix) and name not in _NAMED:
@@ -856,10 +859,45 @@ def _parse_text(text: str) -> int:
         raw = _parse_raw(name, args)
         if raw is not None:
             return raw
-    known = [*_NAMED, *(f"{n}(...)" for n in _FUNCTIONS)]
+    found = _parse_other_tools(stripped)
+    if found is not None:
+        return found
+    from .libdrm import LIBDRM_SIMPLE_NAMES
+
+    known = [*_NAMED, *LIBDRM_SIMPLE_NAMES, *(f"{n}(...)" for n in _FUNCTIONS)]
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f"; closest known: {', '.join(close)}" if close else ""
     raise UsageError(f"unknown modifier {text.strip()!r}{hint}")
+
+
+_WITH_VALUE = re.compile(r"^(.+?)\s*\(\s*(0[xX][0-9A-Fa-f]{1,16})\s*\)$", re.DOTALL)
+
+
+def _parse_other_tools(text: str) -> int | None:
+    """libdrm's names as modetest prints them (``INTEL_Y_TILED``), alone or as modetest's
+    IN_FORMATS lists them, followed by the value (``INTEL_Y_TILED(0x100000000000002)``)."""
+    from .libdrm import libdrm_vendor, modetest_name, read_modetest_name  # builds on this module
+
+    match = _WITH_VALUE.match(text)
+    if match is None:
+        return read_modetest_name(text)
+    name, value = match.group(1), int(match.group(2), 16)
+    if name.upper() == modetest_name(value).upper():
+        return value
+    try:
+        named: int | None = _parse_text(name)
+    except UsageError:
+        named = None
+    if named is None:
+        vendor = libdrm_vendor(value)
+        if vendor is not None and name.upper().startswith(f"{vendor}_") and "," in name:
+            return value  # another libdrm's decoder (AMD's changed in 2.4.124): the value rules
+        return None
+    if named != value:
+        raise UsageError(
+            f"{text!r}: the name {name!r} is {named:#018x}, but the value says {value:#018x}"
+        )
+    return value
 
 
 @dataclass(frozen=True)
