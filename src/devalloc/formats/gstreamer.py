@@ -173,8 +173,10 @@ def gst_caps(
     size = f"width={int(width)},height={int(height)}"
     name = gst_format_name(fmt, modifier)
     linear = parse_modifier(modifier).value == DRM_FORMAT_MOD_LINEAR
+    # A fourcc shorter than four characters ends in spaces ("R8  "): quoted, as caps need.
+    quoted = f'(string)"{drm_format}"' if " " in drm_format else drm_format
     return {
         "raw": f"video/x-raw,format={name},{size}" if name is not None and linear else None,
-        "dma_drm": f"video/x-raw(memory:DMABuf),format=DMA_DRM,drm-format={drm_format},{size}",
+        "dma_drm": f"video/x-raw(memory:DMABuf),format=DMA_DRM,drm-format={quoted},{size}",
         "drm_format": drm_format,
     }

@@ -10,6 +10,8 @@ Example:
     >>> plan = negotiate([cam], 64, 64)
     >>> Plan.from_json(plan.to_json()) == plan
     True
+    >>> plan.drm_format, plan.gst_caps["raw"]
+    ('NV12', 'video/x-raw,format=NV12,width=64,height=64')
 
 A plan is a frozen dataclass with a lossless ``to_json``/``from_json`` pair.
 """
@@ -22,10 +24,13 @@ from dataclasses import dataclass
 from ..constraints import MemoryRules, _Table, modifier_text
 from ..errors import UsageError
 from ..formats import (
+    DRM_FORMAT_MOD_INVALID,
     MAX_DIMENSION,
     Layout,
     Modifier,
     PixelFormat,
+    drm_format_string,
+    gst_caps,
     layout,
     lookup_format,
     parse_modifier,
@@ -112,6 +117,26 @@ class Plan:
         """What kind of heap serves this plan's memory (see :func:`heap_hint`)."""
         return heap_hint(self.memory)
 
+    @property
+    def drm_format(self) -> str | None:
+        """GStreamer's drm-format string (``NV12:0x0100000000000002``; ``NV12`` for LINEAR), None
+        for the INVALID modifier."""
+        if self.modifier.value == DRM_FORMAT_MOD_INVALID:
+            return None
+        return drm_format_string(self.format, self.modifier)
+
+    @property
+    def gst_caps(self) -> dict[str, str | None]:
+        """GStreamer caps for this plan's buffers: ``raw`` (``video/x-raw,format=<GStreamer
+        name>,...``, only for a LINEAR plan whose format GStreamer names) and ``dma_drm`` (1.24's
+        ``video/x-raw(memory:DMABuf),format=DMA_DRM,drm-format=...``); None where the modifier
+        is INVALID. The strides and offsets travel in each buffer's GstVideoMeta
+        (:mod:`devalloc.gst`)."""
+        if self.modifier.value == DRM_FORMAT_MOD_INVALID:
+            return {"raw": None, "dma_drm": None}
+        caps = gst_caps(self.format, self.modifier, self.width, self.height)
+        return {"raw": caps["raw"], "dma_drm": caps["dma_drm"]}
+
     def find(self, attribute: str) -> Provenance | None:
         """The provenance record of ``attribute``, if the plan has one."""
         return next((p for p in self.provenance if p.attribute == attribute), None)
@@ -121,14 +146,17 @@ class Plan:
         return explain_plan(self)
 
     def to_json(self) -> dict[str, object]:
-        """The plan as JSON: format, modifier, size, planes (as ``devalloc layout --json``),
-        memory, cache, devices, the combined rules and the provenance."""
+        """The plan as JSON: format, modifier, GStreamer's drm-format and caps, size, planes (as
+        ``devalloc layout --json``), memory, cache, devices, the combined rules and the
+        provenance."""
         lay = self.layout
         return {
             "format": self.format.name,
             "fourcc": self.format.fourcc_str,
             "modifier": modifier_text(self.modifier.value),
             "modifier_value": self.modifier.hex,
+            "drm_format": self.drm_format,
+            "gstreamer": self.gst_caps,
             "size": {"width": self.width, "height": self.height, "bytes": lay.size},
             "planes": [
                 {"offset": p.offset, "pitch": p.pitch, "size": p.size, "buffer": p.buffer}
@@ -183,8 +211,9 @@ class Plan:
                 f"plan JSON: planes/size do not match the layout of {fmt.name} {width}x{height}"
                 " under its rules"
             )
-        for derived in ("buffer_sizes", "opaque", "layout_note", "heap_hint"):
+        for derived in ("buffer_sizes", "opaque", "layout_note", "heap_hint", "drm_format"):
             table.get(derived)
+        table.get("gstreamer")
         memory = table.get("memory")
         cache = table.get("cache")
         if not isinstance(memory, Mapping) or not isinstance(cache, Mapping):
