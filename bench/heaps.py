@@ -58,10 +58,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "src"))
 
+from devalloc import limits  # noqa: E402
 from devalloc._fd import ioctl as _fd_ioctl  # noqa: E402
 from devalloc.buffer import Buffer  # noqa: E402
 from devalloc.heaps.dmaheap import DmaHeap, heap_paths  # noqa: E402
 from devalloc.heaps.memfd import MemfdHeap  # noqa: E402
+from devalloc.heaps.stats import FOLD_AT, HeapStats  # noqa: E402
 from devalloc.heaps.udmabuf import UDMABUF_PATH, Memfd, UdmabufDevice  # noqa: E402
 from devalloc.uapi import dma_buf as _buf_uapi  # noqa: E402
 from devalloc.uapi import dma_heap as _heap_uapi  # noqa: E402
@@ -438,17 +440,23 @@ def profile_steps(source: str) -> list[tuple[str, str, Setup]]:
 
         return run
 
-    def buffer_adopt(stack: ExitStack, size: int) -> RunFn:
-        fd = with_spare_fd(stack, size)
-        exporter = source_name(source)
-        description = f"buffer from {exporter}"
-        adopt = Buffer._adopt
+    def buffer_adopt(hooks: tuple[Callable[[int], None], ...]) -> Setup:
+        def setup(stack: ExitStack, size: int) -> RunFn:
+            fd = with_spare_fd(stack, size)
+            exporter = source_name(source)
+            description = f"buffer from {exporter}"
+            adopt = Buffer._adopt
 
-        def run(n: int) -> None:
-            for _ in range(n):
-                adopt(os.dup(fd), exporter, description, size).close()
+            def run(n: int) -> None:
+                for _ in range(n):
+                    buf = adopt(os.dup(fd), exporter, description, size)
+                    if hooks:
+                        buf._close_hooks = hooks
+                    buf.close()
 
-        return run
+            return run
+
+        return setup
 
     def buffer_inspect(stack: ExitStack, size: int) -> RunFn:
         fd = with_spare_fd(stack, size)
@@ -629,10 +637,51 @@ def profile_steps(source: str) -> list[tuple[str, str, Setup]]:
             ),
             ("Memfd(size).close()", "the sealed memfd owner (udmabuf's path)", memfd_owner),
         ]
+
+    def limits_charge(stack: ExitStack, size: int) -> RunFn:
+        charge, discharge = limits.charge, limits.discharge
+
+        def run(n: int) -> None:
+            for _ in range(n):
+                charge(size, "bench")
+                discharge(size)
+            limits.in_use()  # its share of the fold
+
+        return run
+
+    def two_clocks(stack: ExitStack, size: int) -> RunFn:
+        clock = time.perf_counter_ns
+
+        def run(n: int) -> None:
+            for _ in range(n):
+                clock() - clock()
+
+        return run
+
+    def stats_events(stack: ExitStack, size: int) -> RunFn:
+        stats = HeapStats()
+        record, hook = stats.record_allocation, stats.close_hook
+
+        def run(n: int) -> None:
+            for _ in range(n):
+                record(size, 1000)
+                hook(size)
+            stats.snapshot("bench", "memfd")  # its share of the fold
+
+        return run
+
     steps += [
+        ("limits.charge + discharge", "devalloc.limits' hot path, folds included", limits_charge),
+        ("perf_counter_ns() x 2", "the registry's latency clock", two_clocks),
+        ("HeapStats.record_allocation + close hook", "the registry's counters", stats_events),
+        (
+            "Buffer._adopt + 2 close hooks, close",
+            "a registry buffer's object (limits, counters)",
+            buffer_adopt((limits.discharge, HeapStats().close_hook)),
+        ),
         ("os.close(os.dup(fd))", "dup + close of a buffer fd", dup_close),
         ("Buffer(dup, size=...).close()", "Buffer with the size given", buffer_known),
-        ("Buffer._adopt(dup, ...).close()", "the heaps' constructor", buffer_adopt),
+        ("Buffer._adopt(dup, ...).close()", "the heaps' constructor", buffer_adopt(())),
         ("Buffer(dup).close()", "Buffer that inspects the fd (lseek + F_GETFL)", buffer_inspect),
         ("os.lseek(fd, 0, SEEK_END)", "one syscall Buffer makes without size=", lseek),
         ("fcntl(fd, F_GETFL)", "one syscall Buffer makes without writable=", getfl),
@@ -812,13 +861,21 @@ def optional_cells(sizes: tuple[int, ...], *, vm: bool) -> tuple[list[Cell], lis
 
 
 def registry_cells(sizes: tuple[int, ...], skipped: list[str], *, vm: bool) -> list[Cell]:
-    """HeapRegistry.allocate(select(HeapRequest()), size).close(): the registry's own cost."""
+    """HeapRegistry.allocate(select(HeapRequest()), size).close(): the registry's own cost, with
+    its bookkeeping counted. The counters fold their log every FOLD_AT events (2048 allocations
+    and closes), and a batch in the VM is ~60 operations: a cell that just loops shows the fold
+    in one batch of ~35 and in no other, so its median leaves the fold out. Up to 64 KiB a batch
+    therefore runs whole fold cycles (its operations rounded up to a multiple of FOLD_AT / 2, the
+    time scaled back to the operations asked for); above, where that would take minutes, a batch
+    ends with a forced fold (which counts the fold's fixed cost once per batch, more than its
+    share). Either way a batch also folds devalloc.limits' log of closes (limits.in_use())."""
     from devalloc.heaps.properties import HeapRequest
     from devalloc.heaps.registry import HeapRegistry
 
     if dma_heap_usable(SYSTEM_HEAP) is not None:
         skipped.append("registry: measured only over the system dma-heap, which is absent")
         return []
+    cycle = FOLD_AT // 2  # alloc + close: two events each
 
     def setup(stack: ExitStack, size: int) -> RunFn:
         registry = stack.enter_context(HeapRegistry.discover())
@@ -826,6 +883,30 @@ def registry_cells(sizes: tuple[int, ...], skipped: list[str], *, vm: bool) -> l
         chosen = registry.properties(heap).name
         if os.path.basename(chosen) != "system":
             raise BenchError(f"the registry chose {chosen}, not the system dma-heap")
+        # The heap's counters (private: the bench folds what the hot path would, where
+        # registry.stats() would add building a snapshot).
+        stats = registry._entry(heap).stats
+        stats.fold()
+
+        def whole_cycles(n: int) -> int:
+            ops = -(-n // cycle) * cycle
+            t0 = now_ns()
+            for _ in range(ops):
+                registry.allocate(heap, size).close()
+            limits.in_use()
+            return (now_ns() - t0) * n // ops
+
+        def forced_fold(n: int) -> None:
+            for _ in range(n):
+                registry.allocate(heap, size).close()
+            stats.fold()
+            limits.in_use()
+
+        return whole_cycles if size <= 64 * KIB else forced_fold
+
+    def unfolded(stack: ExitStack, size: int) -> RunFn:
+        registry = stack.enter_context(HeapRegistry.discover())
+        heap = registry.select(HeapRequest())
 
         def run(n: int) -> None:
             for _ in range(n):
@@ -834,10 +915,23 @@ def registry_cells(sizes: tuple[int, ...], skipped: list[str], *, vm: bool) -> l
         return run
 
     baseline = f"dmaheap:{SYSTEM_HEAP}"
-    return [
+    cells = [
         Cell("alloc", "alloc", "registry:system", "python", size, setup, c_source=baseline)
         for size in sizes
     ]
+    note = "the old, too short cell: no fold inside a batch"
+    cells.append(
+        Cell(
+            "profile-alloc",
+            "registry.allocate(size).close(), folds not counted",
+            f"dmaheap:{SYSTEM_HEAP}",
+            "python",
+            sizes[0],
+            unfolded,
+            note=note,
+        )
+    )
+    return cells
 
 
 def pool_cells(sizes: tuple[int, ...], skipped: list[str], *, vm: bool) -> list[Cell]:

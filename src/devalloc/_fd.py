@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any, Self
 
-from .errors import ClosedResourceError, error_from_oserror
+from .errors import ClosedResourceError, UsageError, error_from_oserror
 
 _RETRY_ERRNOS = (errno.EINTR, errno.EAGAIN)
 _MAX_RETRIES = 1000
@@ -112,8 +112,28 @@ class FdResource:
         return f"<{type(self).__name__} {self.description} {state}>"
 
 
+def check_path(path: object, *, what: str) -> str:
+    """``path`` (a str or an ``os.PathLike`` of one) as a str that the file system can take: no
+    NUL, encodable. Raises UsageError naming ``what`` otherwise."""
+    try:
+        text = os.fspath(path)  # type: ignore[call-overload]
+    except TypeError:
+        text = None
+    if not isinstance(text, str):
+        raise UsageError(f"{what}: a path must be a string, not {path!r:.80}")
+    try:
+        os.fsencode(text)
+    except UnicodeError:
+        raise UsageError(f"{what}: the path {text!r:.80} cannot be encoded") from None
+    if "\0" in text:
+        raise UsageError(f"{what}: the path {text!r:.80} contains NUL")
+    return text
+
+
 def open_fd(path: str, flags: int, *, what: str) -> int:
-    """``os.open`` with O_CLOEXEC, raising a devalloc error that names ``what`` and ``path``."""
+    """``os.open`` with O_CLOEXEC, raising a devalloc error that names ``what`` and ``path``
+    (UsageError for a path that is not a usable string)."""
+    path = check_path(path, what=f"cannot open {what}")
     try:
         return os.open(path, flags | os.O_CLOEXEC)
     except OSError as exc:

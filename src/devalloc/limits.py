@@ -39,8 +39,9 @@ optional K/M/G/T suffix: ``512M``, ``2G``) replace the machine's values, and :fu
 replaces both in code.
 
 The hot path is one lock section: the total of live charges is kept as a number, and closes only
-append their size to a log (a C-level ``deque.append``, no Python frame on close) that is folded
-into the total when the log is long, or when a charge would cross the cap. Charges may run from
+append their size to a log (a C-level ``list.append``, no Python frame on close) that is folded
+into the total once :data:`FOLD_BYTES` have been charged since the last fold, or when a charge
+would cross the cap (so a refusal is exact). Charges may run from
 any thread; after ``fork`` the child keeps its copy of the total (it holds copies of the parent's
 buffers) with a fresh lock.
 """
@@ -50,9 +51,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections import deque
 from dataclasses import dataclass
-from itertools import islice
 
 from .errors import AllocationLimitError, UsageError
 
@@ -80,8 +79,9 @@ __all__ = [
 BUFFER_VARIABLE = "DEVALLOC_MAX_BUFFER"
 #: The environment variable that sets the cap on this process's live total.
 TOTAL_VARIABLE = "DEVALLOC_MAX_TOTAL"
-#: Closes logged before a charge folds them into the total.
-FOLD_AT = 4096
+#: Bytes charged after a fold before the next charge folds the log of closes again (so the log
+#: holds at most this much of charges' worth of closes between folds: 16384 4 KiB buffers).
+FOLD_BYTES = 64 << 20
 
 _UNLIMITED = 1 << 62  # cgroup v1 writes "unlimited" as the largest page-aligned int64
 _SUFFIXES = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40, "P": 50}
@@ -110,6 +110,7 @@ class MachineLimits:
 def read_meminfo(proc: str = "/proc") -> dict[str, int]:
     """/proc/meminfo in bytes ("MemTotal", "MemAvailable", "CmaTotal", ...); empty if
     unreadable."""
+    proc = _path(proc, "proc")
     values: dict[str, int] = {}
     try:
         with open(os.path.join(proc, "meminfo"), encoding="ascii", errors="replace") as f:
@@ -140,6 +141,7 @@ def cgroup_memory_max(proc: str = "/proc", cgroup_root: str = "/sys/fs/cgroup") 
         proc: where procfs is mounted (``PROC/self/cgroup`` names the cgroup).
         cgroup_root: where the cgroup hierarchies are mounted.
     """
+    proc, cgroup_root = _path(proc, "proc"), _path(cgroup_root, "cgroup_root")
     try:
         with open(os.path.join(proc, "self", "cgroup"), encoding="utf-8", errors="replace") as f:
             lines = f.read().splitlines()
@@ -159,6 +161,17 @@ def cgroup_memory_max(proc: str = "/proc", cgroup_root: str = "/sys/fs/cgroup") 
     return None
 
 
+def _path(value: object, label: str) -> str:
+    """A path argument: a str without NUL that the file system encoding can take."""
+    if not isinstance(value, str) or "\0" in value:
+        raise UsageError(f"{label} must be a path string, not {value!r:.80}")
+    try:
+        os.fsencode(value)
+    except UnicodeError:
+        raise UsageError(f"{label}: the path {value!r:.80} cannot be encoded") from None
+    return value
+
+
 def _smallest_on_path(root: str, path: str, name: str) -> int | None:
     parts = [p for p in path.split("/") if p and p not in (".", "..")]
     smallest: int | None = None
@@ -176,6 +189,7 @@ def _smallest_on_path(root: str, path: str, name: str) -> int | None:
 def machine_limits(proc: str = "/proc", cgroup_root: str = "/sys/fs/cgroup") -> MachineLimits:
     """The default caps of the machine whose procfs is at ``proc`` and whose cgroup v2 hierarchy
     is at ``cgroup_root`` (another tree for tests); the environment is not consulted."""
+    proc, cgroup_root = _path(proc, "proc"), _path(cgroup_root, "cgroup_root")
     info = read_meminfo(proc)
     total = max(mem_total(proc, info), 2)
     available = info.get("MemAvailable")
@@ -234,7 +248,7 @@ def _positive(label: str, value: object) -> int:
 # error of the first allocation, not an import failure).
 
 _lock = threading.Lock()
-_released: deque[int] = deque()
+_released: list[int] = []
 #: The close hook of every charged buffer: ``discharge(size)`` logs the release (C-level, atomic).
 discharge = _released.append
 #: ``(discharge,)``: the close hooks of a buffer a heap just charged (set as ``_close_hooks``).
@@ -242,6 +256,7 @@ CLOSE_HOOKS = (discharge,)
 _charged = 0  # live bytes, before the releases still in the log
 _max_buffer = 0
 _max_total = 0
+_fold_at = 0  # a charge taking _charged above this goes the slow way (fold, check the total)
 _loaded = False
 _set_buffer: int | None = None  # set_limits's values (None: the default)
 _set_total: int | None = None
@@ -272,12 +287,17 @@ def _load_locked() -> None:
         if buffer is None:
             buffer = min(machine.max_buffer, total)
     _max_buffer, _max_total, _loaded = buffer, total, True
+    _fold_locked()
 
 
 def _fold_locked() -> int:
-    global _charged
+    global _charged, _fold_at
+    # Only appends happen outside the lock, at the end: the first n stay put while summed and cut.
     released = _released
-    _charged -= sum(islice(iter(released.popleft, None), len(released)))
+    n = len(released)
+    _charged -= sum(released[:n])
+    del released[:n]
+    _fold_at = min(_max_total, _charged + FOLD_BYTES) if _loaded else 0
     return _charged
 
 
@@ -317,7 +337,7 @@ def _charge_slow(size: int, what: str) -> int:
     live = _fold_locked()
     if size > _max_buffer or live + size > _max_total:
         raise _refuse(what, size, 1, live)
-    return live + size
+    return live + size  # (_fold_at may be below it: the next charge folds again)
 
 
 def charge(size: int, what: str) -> None:
@@ -336,7 +356,7 @@ def charge(size: int, what: str) -> None:
     global _charged
     with _lock:
         total = _charged + size
-        if total > _max_total or size > _max_buffer or len(_released) >= FOLD_AT:
+        if total > _fold_at or size > _max_buffer:
             total = _charge_slow(size, what)
         _charged = total
 

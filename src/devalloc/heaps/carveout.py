@@ -92,7 +92,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from .._fd import FdResource, ioctl
+from .._fd import FdResource, check_path, ioctl
 from ..buffer import Buffer, named
 from ..errors import ClosedResourceError, UsageError, error_from_errno, error_from_oserror
 from ..limits import charge as _charge
@@ -487,8 +487,23 @@ class Carveout:
         history: int = 64,
         udmabuf_path: str = UDMABUF_PATH,
     ) -> None:
+        if not isinstance(name, str) or "\0" in name or len(name) > 200:
+            raise UsageError(f"carveout: name must be a string without NUL, not {name!r:.80}")
+        try:
+            name.encode()
+        except UnicodeError:
+            raise UsageError(f"carveout: name {name!r:.80} cannot be encoded") from None
         _check_positive_int(f"carveout {name}: size", size)
         _check_positive_int(f"carveout {name}: align", align)
+        if not isinstance(history, int) or isinstance(history, bool) or not 0 <= history < 1 << 20:
+            raise UsageError(
+                f"carveout {name}: history must be an int in [0, 2**20), not {history!r}"
+            )
+        if fallback is not None and not callable(getattr(fallback, "allocate", None)):
+            raise UsageError(f"carveout {name}: fallback must be a heap (with allocate) or None")
+        if on_event is not None and not callable(on_event):
+            raise UsageError(f"carveout {name}: on_event must be callable or None")
+        udmabuf_path = check_path(udmabuf_path, what=f"carveout {name}: udmabuf_path")
         if align % PAGE_SIZE or align & (align - 1):
             raise UsageError(
                 f"carveout {name}: align must be a power-of-two multiple of {PAGE_SIZE}, "
@@ -903,6 +918,8 @@ class CarveoutHeap:
     """
 
     def __init__(self, carveout: Carveout) -> None:
+        if not isinstance(carveout, Carveout):
+            raise UsageError(f"CarveoutHeap needs a Carveout, not {carveout!r:.80}")
         self.carveout = carveout
         hint = carveout.properties_hint()
         label = f"carveout {carveout.name} ({hint['backing']})"

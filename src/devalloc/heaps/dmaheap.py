@@ -16,7 +16,7 @@ import fcntl
 import os
 import struct
 
-from .._fd import FdResource, open_fd
+from .._fd import FdResource, check_path, open_fd
 from ..buffer import Buffer, check_name, named
 from ..errors import UsageError, error_from_oserror
 from ..limits import CLOSE_HOOKS as _CLOSE_HOOKS
@@ -43,11 +43,19 @@ _FD_OFFSET = _uapi.dma_heap_allocation_data.fd.offset
 
 
 def heap_paths(root: str = DMA_HEAP_DIR) -> list[str]:
-    """Every heap node under ``root``, sorted; empty when the kernel has no dma-heaps."""
+    """Every heap node under ``root``, sorted; empty when the kernel has no dma-heaps.
+
+    Raises:
+        UsageError: ``root`` is not a usable path string.
+        KernelError: ``root`` exists but cannot be listed (not a directory, no permission).
+    """
+    root = check_path(root, what="dma-heap directory")
     try:
         names = sorted(os.listdir(root))
     except FileNotFoundError:
         return []
+    except OSError as exc:
+        raise error_from_oserror(exc, "cannot list the dma-heap directory", path=root) from exc
     return [os.path.join(root, n) for n in names]
 
 
@@ -64,6 +72,9 @@ class DmaHeap(FdResource):
     """
 
     def __init__(self, path: str, *, properties: HeapProperties | None = None) -> None:
+        path = check_path(path, what="dma-heap")
+        if properties is not None and not isinstance(properties, HeapProperties):
+            raise UsageError(f"dma-heap {path}: properties must be HeapProperties or None")
         self.name = os.path.basename(path)
         self.properties = properties or dma_heap_properties(self.name, path=path)
         # what every buffer of this heap is given, computed once (allocate runs at allocation rate)
@@ -150,6 +161,8 @@ class DmaHeapBackend:
     """
 
     def __init__(self, heap: DmaHeap) -> None:
+        if not isinstance(heap, DmaHeap):
+            raise UsageError(f"DmaHeapBackend needs a DmaHeap, not {heap!r:.80}")
         self.heap = heap
         self.properties = heap.properties
         #: ``allocate(size)`` without a name: the heap's own method, one call less on the

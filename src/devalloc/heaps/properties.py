@@ -88,8 +88,19 @@ class HeapProperties:
     chunk: int | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            raise UsageError(f"heap properties: name must be a string, not {self.name!r:.80}")
         if self.kind not in HEAP_KINDS:
             raise UsageError(f"heap {self.name!r}: kind must be one of {HEAP_KINDS}")
+        for label in ("contiguous", "protected", "cpu_mappable"):
+            value = getattr(self, label)
+            if value is not True and value is not False and value is not None:
+                raise UsageError(f"heap {self.name!r}: {label} must be True, False or None")
+        for label in ("device_importable", "accessible"):
+            if not isinstance(getattr(self, label), bool):
+                raise UsageError(f"heap {self.name!r}: {label} must be True or False")
+        if not isinstance(self.reason, str):
+            raise UsageError(f"heap {self.name!r}: reason must be a string")
         if self.cpu_cache is not None and self.cpu_cache not in CPU_CACHES:
             raise UsageError(f"heap {self.name!r}: cpu_cache must be one of {CPU_CACHES} or None")
         _check_optional_int(f"heap {self.name!r}: dma_bits", self.dma_bits, 1, _MAX_DMA_BITS)
@@ -102,6 +113,8 @@ class HeapProperties:
 
     def unavailable(self, reason: str) -> HeapProperties:
         """The same heap marked inaccessible to this process, for ``reason``."""
+        if not isinstance(reason, str):
+            raise UsageError(f"heap {self.name!r}: reason must be a string, not {reason!r:.80}")
         return replace(self, accessible=False, reason=reason or "not accessible")
 
     def to_json(self) -> dict[str, Any]:
@@ -177,6 +190,10 @@ class HeapRequest:
 def unmet(props: HeapProperties, request: HeapRequest) -> list[str]:
     """Why ``props`` does not satisfy ``request``: one phrase per unmet requirement (empty when it
     does). Accessibility is not checked here (see :class:`HeapRegistry`); unknown never passes."""
+    if not isinstance(props, HeapProperties) or not isinstance(request, HeapRequest):
+        raise UsageError(
+            f"unmet needs HeapProperties and a HeapRequest, not {props!r:.80} and {request!r:.80}"
+        )
     reasons: list[str] = []
     if request.contiguous and props.contiguous is not True:
         reasons.append("is scattered" if props.contiguous is False else "has unknown contiguity")
@@ -235,6 +252,10 @@ def dma_heap_properties(
             allocate from it.
         cma_bytes: the machine's CMA total (``CmaTotal``), an upper bound for a CMA heap's buffers.
     """
+    if not isinstance(name, str) or (path is not None and not isinstance(path, str)):
+        raise UsageError(
+            f"dma_heap_properties: name and path must be strings, not {name!r:.80}, {path!r:.80}"
+        )
     path = path or f"/dev/dma_heap/{name}"
     if name == "system":
         return HeapProperties(

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import Counter, deque
+from bisect import bisect_left
 from dataclasses import dataclass
-from itertools import accumulate, islice
+from itertools import accumulate
 from typing import Any
 
 from ..errors import UsageError
@@ -59,7 +59,7 @@ class StatsSnapshot:
     def latency_quantile(self, q: float) -> int | None:
         """Upper bound (exclusive, ns) of the bucket holding quantile ``q`` (0 < q <= 1);
         None when nothing was allocated."""
-        if not 0 < q <= 1:
+        if not isinstance(q, (int, float)) or isinstance(q, bool) or not 0 < q <= 1:
             raise UsageError(f"quantile must be in (0, 1], not {q!r}")
         total = sum(self.latency_ns)
         if not total:
@@ -92,7 +92,7 @@ class HeapStats:
     :meth:`snapshot`.
 
     The hot path takes no lock: an allocation appends minus its size (and its latency) and a
-    close appends its size to a log (``deque.append`` is atomic), which :meth:`snapshot`, or the
+    close appends its size to a log (``list.append`` is atomic), which :meth:`snapshot`, or the
     hot path once the log holds :data:`FOLD_AT` events, folds into the totals in order with a few
     C-level passes. The log's order is the order the events happened, so the peak is exact.
     (Closes are the positive events so that :attr:`close_hook` can be the log's own ``append``:
@@ -110,12 +110,14 @@ class HeapStats:
         "_log",
         "_peak_bytes",
         "close_hook",
+        "latency_hook",
+        "log",
     )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._log: deque[int] = deque()
-        self._latency_log: deque[int] = deque()
+        self._log: list[int] = []
+        self._latency_log: list[int] = []
         self._live_buffers = 0
         self._live_bytes = 0
         self._peak_bytes = 0
@@ -124,9 +126,19 @@ class HeapStats:
         self._latency = [0] * BUCKETS
         #: ``record_close`` as a C-level callable (``hook(size)``): the log's append.
         self.close_hook = self._log.append
+        #: For a caller that inlines :meth:`record_allocation` (the registry's hot path):
+        #: ``latency_hook(latency_ns)``, ``close_hook(-size)``, then :meth:`fold` once
+        #: ``len(log) >= FOLD_AT``. ``log`` is the event log itself (read its length only).
+        self.latency_hook = self._latency_log.append
+        self.log = self._log
 
     def record_allocation(self, size: int, latency_ns: int) -> None:
         """A buffer of ``size`` bytes (> 0) was allocated in ``latency_ns`` nanoseconds."""
+        if type(size) is not int or type(latency_ns) is not int or size <= 0 or latency_ns < 0:
+            raise UsageError(
+                f"heap stats: size and latency must be ints (> 0, >= 0), not {size!r}, "
+                f"{latency_ns!r}"
+            )
         self._latency_log.append(latency_ns)
         log = self._log
         log.append(-size)
@@ -135,6 +147,8 @@ class HeapStats:
 
     def record_close(self, size: int) -> None:
         """A buffer of ``size`` bytes was closed (by its owner or the garbage collector)."""
+        if type(size) is not int or size <= 0:
+            raise UsageError(f"heap stats: size must be an int > 0, not {size!r}")
         self._log.append(size)
 
     def record_failure(self) -> None:
@@ -142,23 +156,39 @@ class HeapStats:
         with self._lock:
             self._failures += 1
 
+    def fold(self) -> None:
+        """Fold the logged events into the totals now (:meth:`snapshot` does it first)."""
+        self._fold()
+
     def _fold(self) -> None:
         with self._lock:
-            # Take exactly the events present now (popleft is atomic; appends may go on).
+            # Take exactly the events present now: only appends happen outside the lock, at the
+            # end, so the first n stay put while they are copied and cut (each one C call).
             log, latency_log = self._log, self._latency_log
-            events = list(islice(iter(log.popleft, None), len(log)))
-            latencies = list(islice(iter(latency_log.popleft, None), len(latency_log)))
+            n = len(log)
+            events = log[:n]
+            del log[:n]
+            n = len(latency_log)
+            latencies = latency_log[:n]
+            del latency_log[:n]
             if events:
                 # minus the live bytes after each event (allocations are the negative events)
                 running = list(accumulate(events, initial=-self._live_bytes))
                 self._peak_bytes = max(self._peak_bytes, -min(running))
                 self._live_bytes = -running[-1]
-                allocated = sum(map((0).__gt__, events))
+                events.sort()
+                allocated = bisect_left(events, 0)  # the negative events
                 self._allocations += allocated
                 self._live_buffers += 2 * allocated - len(events)
-            buckets = self._latency
-            for bits, count in Counter(map(int.bit_length, latencies)).items():
-                buckets[min(max(bits - 1, 0), BUCKETS - 1)] += count
+            if latencies:
+                # count per log2 bucket by bisecting the sorted latencies at each power of two
+                latencies.sort()
+                buckets = self._latency
+                below = 0
+                for bits in range(latencies[0].bit_length(), latencies[-1].bit_length() + 1):
+                    upto = bisect_left(latencies, 1 << bits, below)
+                    buckets[min(max(bits - 1, 0), BUCKETS - 1)] += upto - below
+                    below = upto
 
     def snapshot(self, heap: str, kind: str) -> StatsSnapshot:
         """The counters now, labelled with the heap's name and kind."""

@@ -27,7 +27,7 @@ import os
 from collections.abc import Sequence
 from typing import Protocol
 
-from .._fd import FdResource, ioctl, open_fd
+from .._fd import FdResource, check_path, ioctl, open_fd
 from ..buffer import Buffer, check_name, named
 from ..errors import UsageError, error_from_oserror
 from ..limits import CLOSE_HOOKS as _CLOSE_HOOKS
@@ -69,11 +69,13 @@ def _borrow(fd: FdLike) -> int:
 
 def size_limit_bytes(param: str = SIZE_LIMIT_PARAM) -> int | None:
     """The udmabuf module's per-buffer size limit, or None when the module is absent."""
+    param = check_path(param, what="udmabuf size_limit_mb parameter")
     try:
         with open(param, encoding="ascii") as f:
-            return int(f.read().strip()) << 20
+            value = int(f.read().strip())
     except (OSError, ValueError):
         return None
+    return value << 20 if value > 0 else None
 
 
 class Memfd(FdResource):
@@ -86,12 +88,20 @@ class Memfd(FdResource):
     """
 
     def __init__(self, size: int, *, name: str = "devalloc", seal_shrink: bool = True) -> None:
-        if not (type(size) is int and 0 <= size < _MAX_FILE and type(name) is str):
+        if not (
+            type(size) is int
+            and 0 <= size < _MAX_FILE
+            and type(name) is str
+            and seal_shrink is True
+        ):
             if type(size) is not int or size < 0:
                 raise UsageError(f"memfd size must be a non-negative integer, not {size!r}")
             if size >= _MAX_FILE:
                 raise UsageError(f"memfd size {size} is beyond what a file can hold (2**63 - 1)")
-            raise UsageError(f"memfd name must be a string, not {name!r}")
+            if not isinstance(name, str):
+                raise UsageError(f"memfd name must be a string, not {name!r}")
+            if not isinstance(seal_shrink, bool):
+                raise UsageError(f"memfd: seal_shrink is True or False, not {seal_shrink!r}")
         try:
             fd = os.memfd_create(name, _MEMFD_FLAGS)
         except OSError as exc:
@@ -115,6 +125,8 @@ class Memfd(FdResource):
 
     def add_seals(self, seals: int) -> None:
         """Add F_SEAL_* seals (fcntl F_ADD_SEALS)."""
+        if not isinstance(seals, int) or isinstance(seals, bool) or not 0 <= seals < 1 << 31:
+            raise UsageError(f"{self.description}: seals must be F_SEAL_* flags, not {seals!r}")
         try:
             fcntl.fcntl(self.fileno(), fcntl.F_ADD_SEALS, seals)
         except OSError as exc:
@@ -140,9 +152,14 @@ class UdmabufDevice(FdResource):
         """
         fd = memfd if type(memfd) is int else _borrow(memfd)
         if not (
-            type(offset) is int and type(size) is int and 0 <= offset < _U64 and 0 <= size < _U64
+            type(offset) is int
+            and type(size) is int
+            and 0 <= offset < _U64
+            and 0 <= size < _U64
+            and cloexec is True
         ):
             _check_range(offset, size)
+            _check_cloexec(cloexec)
         dev = self._fd
         if dev < 0:
             self.fileno()  # raises ClosedResourceError
@@ -178,6 +195,7 @@ class UdmabufDevice(FdResource):
         self, ranges: Sequence[tuple[FdLike, int, int]], *, cloexec: bool = True
     ) -> Buffer:
         """One dma-buf over several (memfd, offset, size) ranges, in order (UDMABUF_CREATE_LIST)."""
+        _check_cloexec(cloexec)
         if not isinstance(ranges, Sequence) or isinstance(ranges, (str, bytes)) or not ranges:
             raise UsageError(
                 "udmabuf: create_list needs a non-empty sequence of (memfd, offset, size) ranges, "
@@ -219,6 +237,11 @@ class UdmabufDevice(FdResource):
         buf = Buffer._adopt(new_fd, "udmabuf", "buffer from udmabuf", total)
         buf._close_hooks = _CLOSE_HOOKS
         return buf
+
+
+def _check_cloexec(cloexec: object) -> None:
+    if not isinstance(cloexec, bool):
+        raise UsageError(f"udmabuf: cloexec is True or False, not {cloexec!r}")
 
 
 def _check_range(offset: int, size: int) -> None:
@@ -263,6 +286,7 @@ class UdmabufHeap:
         size_limit_param: str = SIZE_LIMIT_PARAM,
         dma_bits: int | None = None,
     ) -> None:
+        path = check_path(path, what="udmabuf")
         self.size_limit = size_limit_bytes(size_limit_param) or DEFAULT_SIZE_LIMIT
         self.size_limit_param = size_limit_param
         self.properties = udmabuf_properties(self.size_limit, dma_bits=dma_bits)

@@ -1,0 +1,469 @@
+"""The devalloc service protocol: message shapes declared once as data, validation, framing.
+
+Example:
+    >>> data = encode({"op": "status", "id": 1})
+    >>> decode_request(data)["op"]
+    'status'
+
+Every message is one AF_UNIX ``SOCK_SEQPACKET`` packet (the kernel keeps message boundaries)
+holding one UTF-8 JSON object, with any file descriptors beside it as ``SCM_RIGHTS`` ancillary
+data. :data:`REQUESTS` declares each request's fields (type and range); :func:`decode_request`
+checks a packet against it before anything acts on it, so the server only ever sees a dict whose
+fields it declared. See docs/protocol.md for the full description.
+
+Limits: a packet holds at most :data:`MAX_MESSAGE` bytes and :data:`MAX_FDS` fds; a request
+carries no fds at all. A truncated packet (``MSG_TRUNC``), truncated ancillary data
+(``MSG_CTRUNC``), an fd where none was declared or too many fds are protocol errors, and every fd
+received with a rejected packet is closed.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import json
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from ..errors import (
+    DevallocError,
+    KernelError,
+    NoPlanError,
+    UsageError,
+    error_from_errno,
+)
+from ..negotiate import NegotiationError
+from ..negotiate.records import Conflict
+
+__all__ = [
+    "ERROR_KINDS",
+    "MAX_FDS",
+    "MAX_MESSAGE",
+    "REQUESTS",
+    "VERSION",
+    "CollectionError",
+    "Field",
+    "PolicyError",
+    "ProtocolError",
+    "QuotaError",
+    "Received",
+    "ServiceError",
+    "decode",
+    "decode_request",
+    "encode",
+    "error_from_reply",
+    "error_reply",
+    "recv_message",
+    "send_message",
+]
+
+#: The protocol version every message carries as ``"v"``; a different one is refused.
+VERSION: Final = 1
+#: The largest packet (bytes of JSON) in either direction.
+MAX_MESSAGE: Final = 65536
+#: The most fds one packet carries (service -> client only; a request carries none).
+MAX_FDS: Final = 64
+#: The largest number of buffers one allocation hands out (every buffer is one fd).
+MAX_BUFFERS: Final = MAX_FDS
+#: Largest image side, count, and text lengths accepted on the wire.
+MAX_DIMENSION: Final = 65536
+MAX_TEXT: Final = 256
+MAX_LIST: Final = 64
+
+
+class ServiceError(DevallocError):
+    """An error the devalloc service reported, or a failure to talk to it."""
+
+
+class ProtocolError(ServiceError):
+    """A message that breaks the protocol (shape, size, fds, version)."""
+
+
+class QuotaError(ServiceError):
+    """A request the policy's quotas refuse.
+
+    Attributes:
+        rule: the policy rule that refused it (e.g. ``"rule 'video' (uid 1000): max_bytes"``).
+    """
+
+    def __init__(self, message: str, rule: str = "") -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
+class PolicyError(QuotaError):
+    """A request the policy forbids (a heap property the client may not use)."""
+
+
+class CollectionError(ServiceError):
+    """A shared collection failed (a conflict, a participant that left, a bad token)."""
+
+
+FieldKind = Literal["int", "bool", "text", "texts", "usages", "choice", "ints"]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a message.
+
+    Attributes:
+        name: the JSON key.
+        kind: ``int`` (an int, not a bool, within ``minimum``..``maximum``), ``bool``, ``text``
+            (a str of at most ``maximum`` characters, no NUL), ``texts`` and ``ints`` (lists of
+            at most :data:`MAX_LIST` of those), ``choice`` (one of ``choices``), ``usages`` (a
+            non-empty list of ``"device[:usage]"`` texts or ``{"constraints": {...}}`` objects).
+        required: the key must be present (else it takes ``default``).
+        default: the value of an absent optional key.
+    """
+
+    name: str
+    kind: FieldKind
+    required: bool = False
+    default: Any = None
+    minimum: int = 0
+    maximum: int = MAX_TEXT
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Request:
+    """A request's shape: its fields. ``reply`` says whether a reply always follows (a request
+    without ``id`` never gets one, except an error without ``id`` for a malformed packet)."""
+
+    op: str
+    fields: tuple[Field, ...] = field(default_factory=tuple)
+
+
+_CPU = ("none", "r", "w", "rw")
+_ID = Field("id", "int", minimum=0, maximum=2**53)
+_IMAGE = (
+    Field("width", "int", required=True, minimum=1, maximum=MAX_DIMENSION),
+    Field("height", "int", required=True, minimum=1, maximum=MAX_DIMENSION),
+    Field("formats", "texts"),
+)
+
+#: Every request the service understands, by ``op``.
+REQUESTS: Final[dict[str, Request]] = {
+    r.op: r
+    for r in (
+        Request("hello", (_ID,)),
+        Request(
+            "allocate",
+            (
+                _ID,
+                *_IMAGE,
+                Field("usages", "usages", required=True),
+                Field("count", "int", default=1, minimum=1, maximum=MAX_BUFFERS),
+                Field("cpu_access", "choice", default="none", choices=_CPU),
+                Field("prefer_uncached", "bool", default=False),
+                Field("verify", "bool", default=False),
+                Field("frames", "int", default=1, minimum=1, maximum=1000),
+                Field("allow_cpu_only", "bool", default=False),
+                Field("name", "text", maximum=31),
+            ),
+        ),
+        Request(
+            "release",
+            (_ID, Field("buffers", "ints", maximum=2**53), Field("collection", "text", maximum=64)),
+        ),
+        Request("status", (_ID,)),
+        Request(
+            "create",
+            (
+                _ID,
+                *_IMAGE,
+                Field("participants", "int", default=1, minimum=1, maximum=MAX_LIST),
+                Field("extra", "int", default=0, minimum=0, maximum=MAX_BUFFERS),
+                Field("prefer_uncached", "bool", default=False),
+                Field("allow_cpu_only", "bool", default=False),
+            ),
+        ),
+        Request(
+            "join",
+            (
+                _ID,
+                Field("token", "text", required=True, maximum=64),
+                Field("usages", "usages", required=True),
+                Field("cpu_access", "choice", default="none", choices=_CPU),
+                Field("count", "int", default=1, minimum=0, maximum=MAX_BUFFERS),
+                Field("optional", "bool", default=False),
+            ),
+        ),
+        Request("commit", (_ID, Field("token", "text", required=True, maximum=64))),
+    )
+}
+
+#: Error kinds on the wire -> the exception the client raises (one place).
+ERROR_KINDS: Final[dict[str, type[DevallocError]]] = {
+    "usage": UsageError,
+    "negotiation": NegotiationError,
+    "no-plan": NoPlanError,
+    "quota": QuotaError,
+    "policy": PolicyError,
+    "protocol": ProtocolError,
+    "collection": CollectionError,
+    "kernel": KernelError,
+    "service": ServiceError,
+}
+
+
+def _kind_of(exc: BaseException) -> str:
+    for kind, cls in (
+        ("policy", PolicyError),
+        ("quota", QuotaError),
+        ("protocol", ProtocolError),
+        ("collection", CollectionError),
+        ("negotiation", NegotiationError),
+        ("no-plan", NoPlanError),
+        ("usage", UsageError),
+        ("kernel", KernelError),
+    ):
+        if isinstance(exc, cls):
+            return kind
+    return "service"
+
+
+def error_reply(request_id: object, exc: BaseException) -> dict[str, Any]:
+    """The reply that reports ``exc``: ``{"id", "ok": false, "error": {kind, message, ...}}``."""
+    error: dict[str, Any] = {"kind": _kind_of(exc), "message": str(exc)[:4096]}
+    if isinstance(exc, QuotaError):
+        error["rule"] = exc.rule
+    if isinstance(exc, NegotiationError):
+        error["conflicts"] = [c.to_json() for c in exc.conflicts[:16]]
+    if isinstance(exc, KernelError) and exc.errno:
+        error["errno"] = exc.errno
+    return {"id": request_id if isinstance(request_id, int) else None, "ok": False, "error": error}
+
+
+def error_from_reply(error: object) -> DevallocError:
+    """The exception an error reply describes (a ProtocolError for a malformed one)."""
+    if not isinstance(error, Mapping):
+        return ProtocolError(f"the service sent a malformed error: {error!r:.200}")
+    kind, message = error.get("kind"), error.get("message")
+    if not isinstance(kind, str) or not isinstance(message, str):
+        return ProtocolError(f"the service sent a malformed error: {dict(error)!r:.200}")
+    text = f"devalloc service: {message}"
+    cls = ERROR_KINDS.get(kind, ServiceError)
+    if issubclass(cls, QuotaError):
+        rule = error.get("rule")
+        return cls(text, rule if isinstance(rule, str) else "")
+    if cls is NegotiationError:
+        raw = error.get("conflicts")
+        conflicts = []
+        for item in raw if isinstance(raw, list) else []:
+            try:
+                conflicts.append(Conflict.from_json(item))
+            except (UsageError, TypeError):
+                continue
+        return NegotiationError(text, conflicts)
+    if cls is KernelError:
+        err = error.get("errno")
+        if isinstance(err, int) and not isinstance(err, bool) and 0 < err < 4096:
+            return error_from_errno(err, text)
+        return ServiceError(text)
+    return cls(text)
+
+
+# --- framing ---------------------------------------------------------------------------------
+
+
+def encode(message: Mapping[str, Any]) -> bytes:
+    """One packet's bytes for ``message`` (``"v"`` added).
+
+    Raises:
+        ProtocolError: the message is larger than :data:`MAX_MESSAGE`.
+    """
+    data = json.dumps({"v": VERSION, **message}, separators=(",", ":"), allow_nan=False).encode()
+    if len(data) > MAX_MESSAGE:
+        raise ProtocolError(
+            f"a {message.get('op', 'reply')} message of {len(data)} bytes is larger than the"
+            f" protocol's {MAX_MESSAGE}-byte maximum"
+        )
+    return data
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    """The JSON object of one packet, version checked.
+
+    Raises:
+        ProtocolError: too large, not UTF-8 JSON, not an object, too deeply nested, or another
+            protocol version.
+    """
+    if len(data) > MAX_MESSAGE:
+        raise ProtocolError(
+            f"a message of {len(data)} bytes is larger than the {MAX_MESSAGE}-byte maximum"
+        )
+    try:
+        message = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ProtocolError(f"a message that is not UTF-8 JSON: {exc}"[:300]) from None
+    if not isinstance(message, dict):
+        raise ProtocolError(f"a message is a JSON object, not {type(message).__name__}")
+    version = message.get("v")
+    if version != VERSION or isinstance(version, bool):
+        raise ProtocolError(
+            f"protocol version {version!r:.40} is not supported (this service speaks {VERSION})"
+        )
+    return message
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode_request(data: bytes) -> dict[str, Any]:
+    """A request checked against :data:`REQUESTS`: known ``op``, no unknown key, every field of
+    its declared type and range; absent optional fields take their defaults.
+
+    Raises:
+        ProtocolError: anything else.
+    """
+    message = decode(data)
+    op = message.get("op")
+    if not isinstance(op, str) or op not in REQUESTS:
+        raise ProtocolError(f"unknown request {op!r:.40} (known: {', '.join(REQUESTS)})")
+    spec = REQUESTS[op]
+    names = {f.name for f in spec.fields}
+    unknown = [k for k in message if k not in names and k not in ("v", "op")]
+    if unknown:
+        raise ProtocolError(f"{op}: unknown field {unknown[0]!r:.40}")
+    checked: dict[str, Any] = {"op": op}
+    for f in spec.fields:
+        if f.name not in message:
+            if f.required:
+                raise ProtocolError(f"{op}: missing field {f.name!r}")
+            checked[f.name] = f.default
+            continue
+        checked[f.name] = _check(op, f, message[f.name])
+    return checked
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check(op: str, f: Field, value: object) -> Any:
+    where = f"{op}.{f.name}"
+    if f.kind == "int":
+        if not _is_int(value) or not f.minimum <= value <= f.maximum:  # type: ignore[operator]
+            raise ProtocolError(
+                f"{where} is an integer {f.minimum}..{f.maximum}, not {value!r:.40}"
+            )
+        return value
+    if f.kind == "bool":
+        if not isinstance(value, bool):
+            raise ProtocolError(f"{where} is true or false, not {value!r:.40}")
+        return value
+    if f.kind == "text":
+        return _text(where, value, f.maximum)
+    if f.kind == "choice":
+        if value not in f.choices:
+            raise ProtocolError(f"{where} is one of {', '.join(f.choices)}, not {value!r:.40}")
+        return value
+    if not isinstance(value, list) or len(value) > MAX_LIST:
+        raise ProtocolError(f"{where} is a list of at most {MAX_LIST} items, not {value!r:.60}")
+    if f.kind == "texts":
+        return [_text(where, v, MAX_TEXT) for v in value]
+    if f.kind == "ints":
+        if not all(_is_int(v) and 0 <= v <= f.maximum for v in value):
+            raise ProtocolError(f"{where} is a list of non-negative integers")
+        return value
+    if not value:
+        raise ProtocolError(f"{where} is a non-empty list")
+    usages: list[str | dict[str, Any]] = []
+    for v in value:
+        if (
+            isinstance(v, dict)
+            and list(v) == ["constraints"]
+            and isinstance(v["constraints"], dict)
+        ):
+            usages.append(v)
+        elif isinstance(v, str):
+            usages.append(_text(where, v, MAX_TEXT))
+        else:
+            raise ProtocolError(
+                f"{where}: a usage is 'device[:usage]' or {{\"constraints\": {{...}}}}, not"
+                f" {v!r:.60}"
+            )
+    return usages
+
+
+def _text(where: str, value: object, maximum: int) -> str:
+    if not isinstance(value, str) or len(value) > maximum or "\0" in value:
+        raise ProtocolError(f"{where} is text of at most {maximum} characters, not {value!r:.40}")
+    return value
+
+
+# --- packets with fds ------------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    """One packet: its bytes and the fds that came with it (the receiver owns them)."""
+
+    data: bytes
+    fds: list[int]
+
+    def close_fds(self) -> None:
+        """Close every received fd (idempotent)."""
+        fds, self.fds = self.fds, []
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+_FD_SIZE = array.array("i").itemsize
+_ANCILLARY = socket.CMSG_SPACE(MAX_FDS * _FD_SIZE)
+
+
+def recv_message(sock: socket.socket, max_fds: int = MAX_FDS) -> Received | None:
+    """Receive one packet; None at end of stream (the peer closed).
+
+    Raises:
+        ProtocolError: a truncated packet or truncated ancillary data, more than ``max_fds``
+            fds, or ancillary data other than SCM_RIGHTS; every fd received is closed first.
+        BlockingIOError: nothing to read on a non-blocking socket.
+    """
+    data, ancdata, flags, _ = sock.recvmsg(MAX_MESSAGE + 1, _ANCILLARY)
+    fds: list[int] = []
+    foreign = False
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            got = array.array("i")
+            got.frombytes(payload[: len(payload) - len(payload) % _FD_SIZE])
+            fds.extend(got)
+        else:
+            foreign = True
+    received = Received(data, fds)
+    problem = ""
+    if flags & socket.MSG_CTRUNC:
+        problem = "its file descriptors were truncated (too many)"
+    elif flags & socket.MSG_TRUNC or len(data) > MAX_MESSAGE:
+        problem = f"it is larger than the {MAX_MESSAGE}-byte maximum"
+    elif foreign:
+        problem = "it carries ancillary data other than file descriptors"
+    elif len(fds) > max_fds:
+        problem = f"it carries {len(fds)} file descriptors (at most {max_fds})"
+    if problem:
+        received.close_fds()
+        raise ProtocolError(f"a message was refused: {problem}")
+    if not data and not fds:
+        return None
+    return received
+
+
+def send_message(sock: socket.socket, message: Mapping[str, Any], fds: Sequence[int] = ()) -> None:
+    """Send one packet (blocking socket); the caller keeps its fds.
+
+    Raises:
+        ProtocolError: too large or too many fds.
+        OSError: the socket failed (the peer is gone: BrokenPipeError, ConnectionResetError).
+    """
+    if len(fds) > MAX_FDS:
+        raise ProtocolError(f"{len(fds)} file descriptors in one message (at most {MAX_FDS})")
+    data = encode(message)
+    ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+    sock.sendmsg([data], ancillary)

@@ -1,0 +1,265 @@
+"""The service protocol: message shapes, validation before action, framing with fds."""
+
+from __future__ import annotations
+
+import array
+import errno
+import json
+import os
+import socket
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from devalloc.errors import DevallocError, OutOfMemoryError, UsageError
+from devalloc.negotiate import NegotiationError
+from devalloc.negotiate.records import Conflict
+from devalloc.service.protocol import (
+    MAX_FDS,
+    MAX_MESSAGE,
+    REQUESTS,
+    VERSION,
+    PolicyError,
+    ProtocolError,
+    QuotaError,
+    decode_request,
+    encode,
+    error_from_reply,
+    error_reply,
+    recv_message,
+    send_message,
+)
+
+from .conftest import assert_fd_closed
+
+
+def _packet(**fields: object) -> bytes:
+    return json.dumps({"v": VERSION, **fields}).encode()
+
+
+def test_allocate_defaults_filled_in() -> None:
+    request = decode_request(_packet(op="allocate", id=3, width=64, height=32, usages=["x:y"]))
+    assert request == {
+        "op": "allocate",
+        "id": 3,
+        "width": 64,
+        "height": 32,
+        "formats": None,
+        "usages": ["x:y"],
+        "count": 1,
+        "cpu_access": "none",
+        "prefer_uncached": False,
+        "verify": False,
+        "frames": 1,
+        "allow_cpu_only": False,
+        "name": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"op": "allocate", "width": True, "height": 1, "usages": ["a"]}, "allocate.width"),
+        ({"op": "allocate", "width": 0, "height": 1, "usages": ["a"]}, "allocate.width"),
+        ({"op": "allocate", "width": 1, "height": 2**40, "usages": ["a"]}, "allocate.height"),
+        ({"op": "allocate", "width": 1, "height": 1, "usages": []}, "non-empty"),
+        ({"op": "allocate", "width": 1, "height": 1, "usages": [5]}, "a usage is"),
+        ({"op": "allocate", "width": 1, "height": 1, "usages": [{"c": 1}]}, "a usage is"),
+        ({"op": "allocate", "width": 1, "height": 1}, "missing field 'usages'"),
+        ({"op": "allocate", "width": 1, "height": 1, "usages": ["a"], "count": 65}, "count"),
+        ({"op": "allocate", "width": 1, "height": 1, "usages": ["a"], "cpu_access": "x"}, "one of"),
+        ({"op": "allocate", "width": 1, "height": 1, "usages": ["a"], "verify": 1}, "true or"),
+        ({"op": "allocate", "width": 1, "height": 1, "usages": ["a"], "name": "a\0b"}, "name"),
+        ({"op": "allocate", "width": 1, "height": 1, "usages": ["a"], "extra": 1}, "unknown field"),
+        ({"op": "release", "buffers": [-1]}, "non-negative"),
+        ({"op": "release", "buffers": list(range(100))}, "at most 64"),
+        ({"op": "join", "token": "x" * 65, "usages": ["a"]}, "join.token"),
+        ({"op": "explode"}, "unknown request"),
+        ({"op": 7}, "unknown request"),
+    ],
+)
+def test_malformed_requests_are_protocol_errors(fields: dict[str, object], match: str) -> None:
+    with pytest.raises(ProtocolError, match=match):
+        decode_request(_packet(**fields))
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"\xff\xfe", "not UTF-8 JSON"),
+        (b"[1, 2]", "JSON object"),
+        (b'{"v": 1, "op": "status", "id": NaN}', "not UTF-8 JSON"),
+        (b"[" * 100_000, "larger than|not UTF-8 JSON"),
+        (b"[" * 60_000 + b"]" * 60_000, "larger than|not UTF-8 JSON"),
+        (b'{"v": 2, "op": "status"}', "version 2"),
+        (b'{"v": true, "op": "status"}', "version True"),
+        (b'{"op": "status"}', "version None"),
+    ],
+)
+def test_undecodable_packets(data: bytes, match: str) -> None:
+    with pytest.raises(ProtocolError, match=match):
+        decode_request(data)
+
+
+def test_deep_nesting_is_refused_not_a_crash() -> None:
+    data = b'{"v": 1, "op": "status", "id": ' + b"[" * 30_000 + b"]" * 30_000 + b"}"
+    with pytest.raises(ProtocolError):
+        decode_request(data)
+
+
+def test_every_request_field_is_declared_once() -> None:
+    for op, request in REQUESTS.items():
+        names = [f.name for f in request.fields]
+        assert len(names) == len(set(names)), op
+        assert op == request.op
+
+
+def test_encode_refuses_an_oversized_message() -> None:
+    with pytest.raises(ProtocolError, match="larger than"):
+        encode({"op": "status", "pad": "x" * MAX_MESSAGE})
+
+
+@given(st.binary(max_size=512))
+@settings(max_examples=300, deadline=None)
+def test_random_bytes_only_ever_raise_protocol_error(data: bytes) -> None:
+    try:
+        decode_request(data)
+    except ProtocolError:
+        pass
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children),
+    max_leaves=20,
+)
+
+
+@given(st.sampled_from(sorted(REQUESTS)), st.dictionaries(st.text(max_size=12), _JSON, max_size=6))
+@settings(max_examples=400, deadline=None)
+def test_random_fields_are_refused_or_fully_typed(op: str, fields: dict[str, object]) -> None:
+    try:
+        request = decode_request(_packet(**{**fields, "op": op, "v": VERSION}))
+    except ProtocolError:
+        return
+    for f in REQUESTS[op].fields:
+        value = request[f.name]
+        if value is None:
+            continue
+        if f.kind == "int":
+            assert type(value) is int and f.minimum <= value <= f.maximum
+        elif f.kind == "bool":
+            assert type(value) is bool
+
+
+# --- framing with fds ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with a, b:
+        yield a, b
+
+
+def _send_raw(sock: socket.socket, data: bytes, fds: list[int]) -> None:
+    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+    sock.sendmsg([data], anc)
+
+
+def _received_numbers(before: set[int]) -> set[int]:
+    return {int(n) for n in os.listdir("/proc/self/fd")} - before
+
+
+def test_message_and_fds_round_trip(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    r, w = os.pipe()
+    try:
+        send_message(a, {"op": "status", "id": 1}, [r])
+        got = recv_message(b)
+        assert got is not None
+        assert json.loads(got.data)["op"] == "status"
+        assert len(got.fds) == 1 and os.fstat(got.fds[0]).st_ino == os.fstat(r).st_ino
+        fd = got.fds[0]
+        got.close_fds()
+        assert_fd_closed(fd)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_unexpected_fds_are_closed(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    r, w = os.pipe()
+    try:
+        before = {int(n) for n in os.listdir("/proc/self/fd")}
+        _send_raw(a, encode({"op": "status"}), [r, w, r])
+        with pytest.raises(ProtocolError, match="3 file descriptors"):
+            recv_message(b, max_fds=0)
+        assert _received_numbers(before) == set()
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_too_many_fds_truncated_control_data(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    r, w = os.pipe()
+    try:
+        before = {int(n) for n in os.listdir("/proc/self/fd")}
+        _send_raw(a, b"{}", [r] * (MAX_FDS + 20))
+        with pytest.raises(ProtocolError, match="truncated"):
+            recv_message(b)
+        assert _received_numbers(before) == set()
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_oversized_packet_is_truncation(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    _send_raw(a, b"x" * (MAX_MESSAGE + 4096), [])
+    with pytest.raises(ProtocolError, match="larger than"):
+        recv_message(b)
+
+
+def test_end_of_stream_is_none(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    a.close()
+    assert recv_message(b) is None
+
+
+# --- errors on the wire ------------------------------------------------------------------------
+
+
+def test_quota_error_keeps_its_rule() -> None:
+    reply = error_reply(4, QuotaError("too much", "rule 'x': max_bytes = 1"))
+    assert reply["id"] == 4 and reply["ok"] is False
+    exc = error_from_reply(json.loads(json.dumps(reply))["error"])
+    assert type(exc) is QuotaError and exc.rule == "rule 'x': max_bytes = 1"
+    assert "too much" in str(exc)
+    policy = error_from_reply(error_reply(1, PolicyError("no", "r"))["error"])
+    assert type(policy) is PolicyError and policy.rule == "r"
+
+
+def test_negotiation_error_keeps_its_conflicts() -> None:
+    conflict = Conflict("format", ("a:x", "b:y"), ("NV12", "XR24"), "no common format")
+    exc = error_from_reply(error_reply(1, NegotiationError("no plan", [conflict]))["error"])
+    assert isinstance(exc, NegotiationError) and exc.conflicts == (conflict,)
+
+
+def test_kernel_error_keeps_errno_and_usage_stays_usage() -> None:
+    from devalloc.errors import error_from_errno
+
+    exc = error_from_reply(error_reply(1, error_from_errno(errno.ENOMEM, "oom"))["error"])
+    assert isinstance(exc, OutOfMemoryError) and exc.errno == errno.ENOMEM
+    assert type(error_from_reply(error_reply(1, UsageError("bad"))["error"])) is UsageError
+
+
+@pytest.mark.parametrize("error", [None, 5, {"kind": 1}, {"kind": "quota"}, {"message": "x"}])
+def test_malformed_error_replies(error: object) -> None:
+    exc = error_from_reply(error)
+    assert isinstance(exc, ProtocolError) and isinstance(exc, DevallocError)
