@@ -172,12 +172,16 @@ class HeapStats:
             latencies = latency_log[:n]
             del latency_log[:n]
             if events:
-                # minus the live bytes after each event (allocations are the negative events)
-                running = list(accumulate(events, initial=-self._live_bytes))
-                self._peak_bytes = max(self._peak_bytes, -min(running))
-                self._live_bytes = -running[-1]
-                events.sort()
-                allocated = bisect_left(events, 0)  # the negative events
+                ordered = events[:]
+                events.sort()  # allocations (the negative events) first
+                allocated = bisect_left(events, 0)
+                live = self._live_bytes
+                if live - sum(events[:allocated]) > self._peak_bytes:
+                    # a new peak is possible: replay the events in order (minus the live bytes
+                    # after each event)
+                    running = list(accumulate(ordered, initial=-live))
+                    self._peak_bytes = max(self._peak_bytes, -min(running))
+                self._live_bytes = live - sum(events)
                 self._allocations += allocated
                 self._live_buffers += 2 * allocated - len(events)
             if latencies:
