@@ -1,0 +1,502 @@
+"""The Python client of the devalloc service: the same ``allocate()`` as the in-process Allocator.
+
+Example:
+    >>> import devalloc.service
+    >>> with devalloc.service.connect() as alloc:                     # doctest: +SKIP
+    ...     with alloc.allocate(1920, 1080, usages=["rk3399-vop:primary"], count=4,
+    ...                         cpu_access="w", allow_cpu_only=True) as frames:
+    ...         frames.plan.format.name, len(frames.buffers)
+    ('XR24', 4)
+
+Moving code between in-process and service allocation is one line: ``Allocator()`` becomes
+``connect()``; ``allocate`` takes the same arguments and returns the same
+:class:`~devalloc.allocator.Allocation` of :class:`~devalloc.buffer.Buffer` objects, made from the
+fds the service sent, with the plan's layout attached. Closing a buffer tells the service (its
+books drop it); closing the client keeps the buffers valid.
+
+A device file named in ``usages`` is read here, by the client, and sent as constraints: the
+service never opens a path a client names. Shared collections::
+
+    token = a.create_collection(1280, 720, participants=2)   # give the token to the other process
+    a.join(token, usages=["uvc-webcam"], count=2)             # each process joins ...
+    frames = a.commit(token)                                  # ... commits, and gets the buffers
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, Self
+
+from ..allocator import Allocation, UsageSpec
+from ..buffer import Buffer
+from ..constraints import Constraints, CpuAccess, load_constraints
+from ..errors import ClosedResourceError, DevallocError, UsageError
+from ..heaps.properties import HeapProperties
+from ..heaps.registry import HeapId
+from ..negotiate import Plan
+from .protocol import (
+    MAX_FDS,
+    CollectionError,
+    ProtocolError,
+    Received,
+    ServiceError,
+    decode,
+    error_from_reply,
+    recv_message,
+    send_message,
+)
+from .server import DEFAULT_SOCKET
+
+__all__ = ["ServiceClient", "connect", "socket_path"]
+
+
+def socket_path(path: str | None = None) -> str:
+    """``path``, else ``$DEVALLOC_SOCKET``, else :data:`~devalloc.service.server.DEFAULT_SOCKET`."""
+    return path or os.environ.get("DEVALLOC_SOCKET") or DEFAULT_SOCKET
+
+
+def connect(path: str | None = None, *, timeout: float | None = 60.0) -> ServiceClient:
+    """A client of the devalloc service at ``path`` (see :func:`socket_path`)."""
+    return ServiceClient(path, timeout=timeout)
+
+
+def _wire_usages(usages: Sequence[UsageSpec]) -> list[Any]:
+    if isinstance(usages, str | bytes | Constraints) or not isinstance(usages, Sequence):
+        raise UsageError(
+            f"usages is a non-empty list of 'device[:usage]' or Constraints, not {usages!r:.80}"
+        )
+    if not usages:
+        raise UsageError("usages is a non-empty list of 'device[:usage]' or Constraints")
+    out: list[Any] = []
+    for spec in usages:
+        if isinstance(spec, Constraints):
+            out.append({"constraints": spec.to_json()})
+        elif isinstance(spec, tuple) and len(spec) == 2 and all(isinstance(s, str) for s in spec):
+            out.append(f"{spec[0]}:{spec[1]}")
+        elif isinstance(spec, str):
+            name = spec.rpartition(":")[0] if ":" in spec else spec
+            is_file = not spec.startswith("/dev/") and (
+                "/" in spec or name.endswith(".toml") or os.path.isfile(name)
+            )
+            if is_file:  # read here: the service never opens a client's path
+                out.extend({"constraints": c.to_json()} for c in load_constraints(spec))
+            else:
+                out.append(spec)
+        else:
+            raise UsageError(f"a usage is 'device', 'device:usage' or (device, usage): {spec!r}")
+    return out
+
+
+class ServiceClient:
+    """A connection to the devalloc service (see the module doc).
+
+    Args:
+        path: the service's socket (see :func:`socket_path`).
+        timeout: seconds to wait for a reply (None: forever).
+
+    Raises:
+        ServiceError: no service answers at ``path`` (the message says how to start one).
+    """
+
+    def __init__(self, path: str | None = None, *, timeout: float | None = 60.0) -> None:
+        self.path = socket_path(path)
+        self._sock: socket.socket | None = None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(self.path)
+        except OSError as exc:
+            sock.close()
+            raise ServiceError(
+                f"no devalloc service at {self.path}: {exc.strerror or exc}; start one with"
+                " `devalloc serve` (or `systemctl start devalloc.socket`), or give its socket"
+                " path (DEVALLOC_SOCKET, --service PATH)"
+            ) from exc
+        self._sock = sock
+        self._closing = False
+        self._held: set[int] = set()  # ids of received buffers not closed yet
+        self._lock = threading.RLock()
+        self._ids = itertools.count(1)
+        self._events: deque[tuple[dict[str, Any], list[int]]] = deque()
+        #: Collection notices the service sent (a conflicting join, an optional participant
+        #: that left), as text, oldest first.
+        self.notices: list[str] = []
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """The client was closed (no more requests)."""
+        return self._sock is None or self._closing
+
+    def close(self) -> None:
+        """Close the client (idempotent). Buffers already received stay valid: the connection
+        itself stays open, for nothing but their releases, until the last of them is closed, so
+        the service's books stay exact."""
+        self._closing = True
+        while self._events:
+            _close_fds(self._events.popleft()[1])
+        if not self._held:
+            self._disconnect()
+
+    def _disconnect(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def fileno(self) -> int:
+        """The connection's socket."""
+        return self._live().fileno()
+
+    def _live(self) -> socket.socket:
+        if self._sock is None or self._closing:
+            raise ClosedResourceError(
+                f"the connection to the devalloc service at {self.path} is closed"
+            )
+        return self._sock
+
+    def _receive(self) -> tuple[dict[str, Any], list[int]]:
+        sock = self._live()
+        try:
+            received = recv_message(sock, MAX_FDS)
+        except TimeoutError:
+            raise ServiceError(
+                f"the devalloc service at {self.path} did not answer in time"
+            ) from None
+        except OSError as exc:
+            raise self._gone(exc) from exc
+        if received is None:
+            raise self._gone(None)
+        return _decode(received), received.fds
+
+    def _gone(self, exc: OSError | None) -> ServiceError:
+        self._held.clear()
+        self.close()
+        why = f": {exc.strerror or exc}" if exc is not None else ""
+        return ServiceError(
+            f"the devalloc service at {self.path} closed the connection{why} (it stopped,"
+            " restarted, or refused this client); connect again"
+        )
+
+    def _request(self, op: str, **fields: Any) -> tuple[dict[str, Any], list[int]]:
+        with self._lock:
+            request_id = next(self._ids)
+            try:
+                send_message(self._live(), {"op": op, "id": request_id, **fields})
+            except OSError as exc:
+                raise self._gone(exc) from exc
+            while True:
+                message, fds = self._receive()
+                if "event" in message:
+                    self._keep_event(message, fds)
+                    continue
+                answer = message.get("id")
+                if answer is not None and answer != request_id:
+                    _close_fds(fds)  # a stale reply
+                    continue
+                if message.get("ok") is not True:
+                    _close_fds(fds)
+                    raise error_from_reply(message.get("error"))
+                return message, fds
+
+    def _release_hook(self, buffer_id: int) -> Callable[[int], None]:
+        def release(size: int) -> None:
+            self._release(buffer_id)
+
+        return release
+
+    def _release(self, buffer_id: int) -> None:
+        """Tell the service a buffer is closed (a close hook: never raises)."""
+        self._held.discard(buffer_id)
+        sock = self._sock
+        if sock is None:
+            return
+        with contextlib.suppress(OSError, DevallocError):
+            send_message(sock, {"op": "release", "buffers": [buffer_id]})
+        if self._closing and not self._held:
+            self._disconnect()
+
+    # --- requests ------------------------------------------------------------------------------
+
+    def hello(self) -> dict[str, Any]:
+        """The service's name and version, and who it takes this client to be."""
+        reply, _ = self._request("hello")
+        return reply
+
+    def status(self) -> dict[str, Any]:
+        """The service's books, policy and heaps (``devalloc service status --json``)."""
+        reply, _ = self._request("status")
+        status = reply.get("status")
+        if not isinstance(status, dict):
+            raise ProtocolError("the service's status reply holds no status")
+        return status
+
+    def allocate(
+        self,
+        width: int,
+        height: int,
+        *,
+        usages: Sequence[UsageSpec],
+        formats: Sequence[str | int] | None = None,
+        count: int = 1,
+        cpu_access: CpuAccess = "none",
+        prefer_uncached: bool = False,
+        verify: bool = False,
+        frames: int = 1,
+        allow_cpu_only: bool = False,
+        name: str | None = None,
+    ) -> Allocation:
+        """Buffers from the service: the arguments and result of
+        :meth:`devalloc.allocator.Allocator.allocate` (the service negotiates, picks the heap
+        within this client's policy, allocates, and sends the fds).
+
+        Raises:
+            NegotiationError, NoPlanError, UsageError: as ``Allocator.allocate``.
+            QuotaError, PolicyError: the service's policy refused (``rule`` names the rule).
+            ServiceError: no service, or it went away.
+        """
+        fields: dict[str, Any] = {
+            "width": width,
+            "height": height,
+            "usages": _wire_usages(usages),
+            "count": count,
+            "cpu_access": cpu_access,
+            "prefer_uncached": prefer_uncached,
+            "verify": verify,
+            "frames": frames,
+            "allow_cpu_only": allow_cpu_only,
+        }
+        if formats is not None:
+            fields["formats"] = [str(f) for f in formats]
+        if name is not None:
+            fields["name"] = name
+        _check_types(fields)
+        reply, fds = self._request("allocate", **fields)
+        return self._allocation(reply.get("allocation"), fds)
+
+    def create_collection(
+        self,
+        width: int,
+        height: int,
+        *,
+        formats: Sequence[str | int] | None = None,
+        participants: int = 1,
+        extra: int = 0,
+        prefer_uncached: bool = False,
+        allow_cpu_only: bool = False,
+    ) -> str:
+        """Create a shared collection for ``participants`` processes; returns its unguessable
+        token (give it to the others by any means)."""
+        fields: dict[str, Any] = {
+            "width": width,
+            "height": height,
+            "participants": participants,
+            "extra": extra,
+            "prefer_uncached": prefer_uncached,
+            "allow_cpu_only": allow_cpu_only,
+        }
+        if formats is not None:
+            fields["formats"] = [str(f) for f in formats]
+        _check_types(fields)
+        reply, _ = self._request("create", **fields)
+        token = reply.get("token")
+        if not isinstance(token, str):
+            raise ProtocolError("the service's create reply holds no token")
+        return token
+
+    def join(
+        self,
+        token: str,
+        *,
+        usages: Sequence[UsageSpec],
+        cpu_access: CpuAccess = "none",
+        count: int = 1,
+        optional: bool = False,
+    ) -> None:
+        """Join the collection ``token`` with this process's usages, CPU access and the number
+        of buffers it holds at once.
+
+        Raises:
+            NegotiationError: these usages conflict with another participant's (the message
+                names the participants and the constraint).
+            CollectionError: a bad token, or the collection is no longer open.
+        """
+        fields = {
+            "token": token,
+            "usages": _wire_usages(usages),
+            "cpu_access": cpu_access,
+            "count": count,
+            "optional": optional,
+        }
+        _check_types(fields)
+        self._request("join", **fields)
+
+    def commit(self, token: str, *, timeout: float | None = None) -> Allocation:
+        """Commit to the collection ``token`` and wait until every participant has committed:
+        the shared buffers (the same dma-bufs in every participant), or the reason it failed.
+
+        Raises:
+            NegotiationError: the participants' constraints conflict (named).
+            CollectionError: a participant left before the allocation, or a bad token.
+            QuotaError: a participant's quota refused the collection (named).
+        """
+        if not isinstance(token, str):
+            raise UsageError(f"a collection token is text, not {token!r:.40}")
+        with self._lock:
+            try:
+                reply, _ = self._request("commit", token=token)
+            except CollectionError as exc:
+                failure = self._failure(token)
+                if failure is not None:  # it failed before this commit arrived: say why
+                    raise failure from exc
+                raise
+            collection = reply.get("collection")
+            sock = self._live()
+            previous = sock.gettimeout()
+            sock.settimeout(timeout)
+            try:
+                while True:
+                    message, fds = self._next_event()
+                    if message.get("collection") != collection:
+                        _close_fds(fds)
+                        continue
+                    if message.get("state") == "allocated":
+                        return self._allocation(message.get("allocation"), fds)
+                    _close_fds(fds)
+                    raise error_from_reply(message.get("error"))
+            finally:
+                if self._sock is not None:
+                    self._sock.settimeout(previous)
+
+    def _keep_event(self, message: dict[str, Any], fds: list[int]) -> None:
+        """A notice goes to :attr:`notices`; an allocation or a failure waits for commit()."""
+        if message.get("state") in ("conflict", "left"):
+            _close_fds(fds)
+            self.notices.append(str(message.get("message", message.get("state"))))
+        else:
+            self._events.append((message, fds))
+
+    def _next_event(self) -> tuple[dict[str, Any], list[int]]:
+        while not self._events:
+            message, fds = self._receive()
+            if "event" in message:
+                self._keep_event(message, fds)
+            else:
+                _close_fds(fds)
+        return self._events.popleft()
+
+    def _failure(self, token: str) -> DevallocError | None:
+        """The failure the service already reported for collection ``token``, if any."""
+        for message, fds in list(self._events):
+            if message.get("token") == token and message.get("state") == "failed":
+                self._events.remove((message, fds))
+                _close_fds(fds)
+                return error_from_reply(message.get("error"))
+        return None
+
+    # --- replies -> Allocation -----------------------------------------------------------------
+
+    def _allocation(self, description: object, fds: list[int]) -> Allocation:
+        try:
+            if not isinstance(description, dict):
+                raise ProtocolError("the service's reply holds no allocation")
+            entries = description.get("buffers")
+            if not isinstance(entries, list) or len(entries) != len(fds):
+                raise ProtocolError(
+                    f"the service described {len(entries) if isinstance(entries, list) else 0}"
+                    f" buffers but sent {len(fds)} fds"
+                )
+            plan = Plan.from_json(description["plan"])
+            props = HeapProperties(**description["heap"])
+        except (KeyError, TypeError, ValueError) as exc:
+            _close_fds(fds)
+            raise ProtocolError(f"the service sent a malformed allocation: {exc}") from None
+        except BaseException:
+            _close_fds(fds)
+            raise
+        images: list[list[Buffer]] = []
+        made: list[Buffer] = []
+        try:
+            for index, entry in enumerate(entries):
+                fd, fds[index] = fds[index], -1
+                buf = _buffer(fd, entry, props)
+                made.append(buf)
+                if plan.layout.planes:
+                    buf.attach_layout(plan.layout, buffer=int(entry["buffer"]))
+                buffer_id = int(entry["id"])
+                buf.add_close_hook(self._release_hook(buffer_id))
+                self._held.add(buffer_id)
+                image = int(entry["image"])
+                while len(images) <= image:
+                    images.append([])
+                images[image].append(buf)
+        except BaseException as exc:
+            for buf in made:
+                buf.close()
+            _close_fds([fd for fd in fds if fd >= 0])
+            if isinstance(exc, KeyError | TypeError | ValueError) and not isinstance(
+                exc, DevallocError
+            ):
+                raise ProtocolError(f"the service sent a malformed buffer list: {exc}") from None
+            raise
+        notes = tuple(str(n) for n in description.get("notes", ()))
+        verdicts = tuple(f"verified {v}" for v in description.get("verdicts", ()))
+        return Allocation(
+            plan,
+            HeapId(self, props.name),
+            props,
+            tuple(tuple(image) for image in images),
+            (),
+            tuple(str(u) for u in description.get("unverified", ())),
+            (),
+            notes + verdicts,
+        )
+
+
+def _buffer(fd: int, entry: dict[str, Any], props: HeapProperties) -> Buffer:
+    """A Buffer owning received ``fd`` (a dma-buf is checked as one; a memfd stays CPU-only)."""
+    if entry.get("dmabuf") is True:
+        try:
+            return Buffer.from_fd(fd, protected=bool(props.protected))
+        finally:
+            os.close(fd)
+    return Buffer(fd, exporter="memfd (devalloc service)", dmabuf=False, size=int(entry["size"]))
+
+
+def _decode(received: Received) -> dict[str, Any]:
+    try:
+        return decode(received.data)
+    except ProtocolError:
+        received.close_fds()
+        raise
+
+
+def _close_fds(fds: list[int]) -> None:
+    for fd in fds:
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _check_types(fields: dict[str, Any]) -> None:
+    """Refuse obviously wrong argument types here, with the Allocator's wording (the service
+    checks everything again)."""
+    for key in ("width", "height", "count", "frames", "participants", "extra"):
+        value = fields.get(key)
+        if key in fields and (isinstance(value, bool) or not isinstance(value, int)):
+            raise UsageError(f"{key} must be an integer, not {value!r:.80}")
+    for key in ("verify", "allow_cpu_only", "prefer_uncached", "optional"):
+        if key in fields and not isinstance(fields[key], bool):
+            raise UsageError(f"{key} is True or False, not {fields[key]!r:.80}")

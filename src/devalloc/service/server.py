@@ -1,0 +1,941 @@
+"""The devalloc service: one selector loop that no client can block.
+
+Example:
+    >>> from devalloc.service.server import Service, listen
+    >>> with Service(listen("/run/devalloc/socket")) as service:      # doctest: +SKIP
+    ...     service.serve_forever()
+
+Design: one thread, one :mod:`selectors` loop over the listening socket, every client socket
+(non-blocking), every client's pidfd and a wake-up socket for signals. A packet is read whole or
+not at all (``SOCK_SEQPACKET``), checked against :data:`~devalloc.service.protocol.REQUESTS`, and
+acted on; a reply that cannot be sent at once waits in that client's queue (at most
+:data:`MAX_QUEUED` packets: a client that does not read its replies is disconnected), so a slow
+or hostile client never holds the loop. A malformed packet gets an error reply (and its fds are
+closed); :data:`MAX_ERRORS` of them disconnect the client.
+
+Identity is SO_PEERCRED's pid, uid and gid, read at connect time, with a pidfd of that pid. The
+service keeps no buffer: it closes its own fds of an allocation as soon as the reply carrying
+them has been sent (or the client is gone). The books keep a client's holdings until it releases
+them, or until the process is gone: a connection closed by a living process keeps its holdings
+(the process may still hold the fds) until its pidfd says the process exited, or a new connection
+of the same process takes them over.
+
+Signals: SIGTERM/SIGINT stop the loop (clients see the connection close), SIGHUP re-reads the
+policy file (a bad file keeps the old policy and is logged). With systemd, the listening socket
+may come from socket activation (``LISTEN_FDS``, fd 3) and ``READY=1`` is sent to
+``NOTIFY_SOCKET`` once the loop is about to run.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import os
+import selectors
+import signal
+import socket
+import stat
+import struct
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+from .. import __version__
+from ..allocator import Allocation, Allocator, UsageSpec, heap_request
+from ..constraints import Constraints
+from ..errors import DevallocError, UsageError
+from ..negotiate import NegotiationError
+from ..profiles import profile_names
+from .books import Books, memory_class
+from .collections import Collection
+from .policy import Identity, Policy, Usage
+from .protocol import (
+    MAX_FDS,
+    CollectionError,
+    ProtocolError,
+    Received,
+    ServiceError,
+    decode_request,
+    encode,
+    error_reply,
+    recv_message,
+)
+
+__all__ = [
+    "DEFAULT_SOCKET",
+    "MAX_CLIENTS",
+    "MAX_QUEUED",
+    "Service",
+    "listen",
+    "listen_fds",
+    "notify",
+]
+
+#: Where ``devalloc serve`` listens, and clients connect, by default.
+DEFAULT_SOCKET = "/run/devalloc/socket"
+#: Connections served at once; more are closed at accept.
+MAX_CLIENTS = 1024
+#: Packets waiting for one client before it counts as not reading and is disconnected.
+MAX_QUEUED = 256
+#: Malformed packets one connection may send before it is disconnected.
+MAX_ERRORS = 64
+#: Packets read from one client per turn of the loop (fairness).
+_BURST = 32
+_UCRED = struct.Struct("3i")
+
+log = logging.getLogger("devalloc.service")
+
+
+# --- systemd -------------------------------------------------------------------------------------
+
+
+def notify(state: str, environ: dict[str, str] | None = None) -> bool:
+    """Send ``state`` (``"READY=1"``...) to systemd's ``NOTIFY_SOCKET``; False when not run by
+    systemd (no variable). An ``@`` name is in the abstract namespace."""
+    env = os.environ if environ is None else environ
+    path = env.get("NOTIFY_SOCKET")
+    if not path:
+        return False
+    address = "\0" + path[1:] if path.startswith("@") else path
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        try:
+            sock.connect(address)
+            sock.sendall(state.encode())
+        except OSError as exc:
+            log.warning("cannot notify systemd at %s: %s", path, exc)
+            return False
+    return True
+
+
+def listen_fds() -> socket.socket | None:
+    """The listening socket systemd passed (``LISTEN_PID`` is this process, ``LISTEN_FDS`` >= 1:
+    fd 3), or None. The variables are removed so children do not inherit them.
+
+    Raises:
+        UsageError: the passed fd is not a listening AF_UNIX SOCK_SEQPACKET socket.
+    """
+    pid, count = os.environ.get("LISTEN_PID"), os.environ.get("LISTEN_FDS")
+    if pid != str(os.getpid()) or not count:
+        return None
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    if not count.isdigit() or int(count) < 1:
+        raise UsageError(f"LISTEN_FDS={count!r}: socket activation passed no socket")
+    os.set_inheritable(3, False)
+    try:
+        mode = os.fstat(3).st_mode
+    except OSError as exc:
+        raise UsageError(f"socket activation: fd 3 is not open ({exc.strerror})") from None
+    if not stat.S_ISSOCK(mode):
+        raise UsageError("socket activation: fd 3 is not a socket")
+    sock = socket.socket(fileno=3)
+    if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_SEQPACKET:
+        sock.detach()
+        raise UsageError(
+            "socket activation: fd 3 must be an AF_UNIX SOCK_SEQPACKET socket"
+            " (ListenSequentialPacket= in the .socket unit)"
+        )
+    return sock
+
+
+def listen(path: str, *, mode: int = 0o666) -> socket.socket:
+    """A listening ``SOCK_SEQPACKET`` socket at ``path`` (its directory made 0755 if missing; a
+    stale socket file replaced; ``mode`` applied: the policy, not the file mode, decides who gets
+    what).
+
+    Raises:
+        UsageError: another service answers at ``path``, or ``path`` is not a socket.
+    """
+    if not isinstance(path, str) or not path or "\0" in path or len(path.encode()) > 107:
+        raise UsageError(f"socket path {path!r:.120} is not a usable path (at most 107 bytes)")
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, mode=0o755, exist_ok=True)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None:
+        if not stat.S_ISSOCK(st.st_mode):
+            raise UsageError(f"{path} exists and is not a socket; give another --socket")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC) as probe:
+            try:
+                probe.connect(path)
+            except OSError:
+                os.unlink(path)  # stale: nobody listens
+            else:
+                raise UsageError(f"a service already listens at {path}")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    try:
+        sock.bind(path)
+        os.chmod(path, mode)
+        sock.listen(128)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+# --- connections ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Outgoing:
+    data: bytes
+    fds: list[int]
+    done: Callable[[], None] | None = None
+
+
+@dataclass
+class _Connection:
+    key: int
+    sock: socket.socket | None
+    ident: Identity
+    pidfd: int
+    queue: collections.deque[_Outgoing] = field(default_factory=collections.deque)
+    errors: int = 0
+    writing: bool = False
+
+
+def _identity(sock: socket.socket) -> Identity:
+    pid, uid, gid = _UCRED.unpack(
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    )
+    comm = "?"
+    groups: tuple[int, ...] = ()
+    with (
+        contextlib.suppress(OSError, UnicodeDecodeError),
+        open(f"/proc/{pid}/comm", encoding="utf-8") as f,
+    ):
+        comm = f.read().strip() or "?"
+    with (
+        contextlib.suppress(OSError, ValueError, UnicodeDecodeError),
+        open(f"/proc/{pid}/status", encoding="utf-8") as f,
+    ):
+        for line in f:
+            if line.startswith("Groups:"):
+                groups = tuple(int(g) for g in line.split()[1:])
+    return Identity(pid, uid, gid, groups, comm)
+
+
+def buffer_name(ident: Identity, count: int) -> str:
+    """The dma-buf name prefix of a client's buffers, ``devalloc:<comm>:<pid>:`` (the allocator
+    appends the image index, and ``.N`` for a plane buffer): at most 31 bytes in all."""
+    room = 31 - len(str(max(count - 1, 0))) - 2
+    comm = ident.comm
+    name = f"devalloc:{comm}:{ident.pid}:"
+    while len(name.encode()) > room and comm:
+        comm = comm[:-1]
+        name = f"devalloc:{comm}:{ident.pid}:"
+    return name if len(name.encode()) <= room else f"dva:{ident.pid}:"
+
+
+class Service:
+    """The devalloc service over ``listener`` (see the module doc).
+
+    Args:
+        listener: a listening AF_UNIX SOCK_SEQPACKET socket (the service owns it).
+        allocator: the allocator to serve from (default: ``Allocator()``, heaps and devices
+            discovered; the service owns one it made).
+        policy: the policy (default: the built-in one).
+        policy_path: the file SIGHUP re-reads.
+        socket_path: a socket file to remove at exit (one :func:`listen` made).
+    """
+
+    def __init__(
+        self,
+        listener: socket.socket,
+        *,
+        allocator: Allocator | None = None,
+        policy: Policy | None = None,
+        policy_path: str | None = None,
+        socket_path: str | None = None,
+    ) -> None:
+        self._listener = listener
+        self._own_allocator = allocator is None
+        self.allocator = allocator if allocator is not None else Allocator()
+        self.policy = policy if policy is not None else Policy()
+        self.policy_path = policy_path
+        self.socket_path = socket_path
+        self.books = Books()
+        self.collections: dict[str, Collection] = {}
+        self._conns: dict[int, _Connection] = {}
+        self._lingering: dict[int, _Connection] = {}  # pid -> closed connection, process alive
+        self._keys = iter(range(1, 1 << 62))
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._stopping = False
+        self._reload = False
+        self.started = time.time()
+        listener.setblocking(False)
+        self._sel.register(listener, selectors.EVENT_READ, ("listen", 0))
+        self._sel.register(self._wake_r, selectors.EVENT_READ, ("wake", 0))
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the loop --------------------------------------------------------------------------------
+
+    def install_signals(self) -> None:
+        """SIGTERM/SIGINT stop, SIGHUP reloads the policy (main thread only)."""
+        signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+
+    def _on_stop(self, signum: int, frame: object) -> None:
+        self._stopping = True
+
+    def _on_hup(self, signum: int, frame: object) -> None:
+        self._reload = True
+
+    def stop(self) -> None:
+        """Ask the loop to return (from any thread)."""
+        self._stopping = True
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
+    def serve_forever(self, *, ready: Callable[[], None] | None = None) -> None:
+        """Serve until :meth:`stop` or SIGTERM; ``ready`` is called once before the first wait."""
+        if ready is not None:
+            ready()
+        while not self._stopping:
+            for key, mask in self._sel.select(timeout=None):
+                kind, number = key.data
+                try:
+                    self._dispatch(kind, number, mask)
+                except Exception:  # a bug must not take every client down
+                    log.exception("internal error handling %s %s", kind, number)
+                    conn = self._conns.get(number)
+                    if kind in ("client", "pidfd") and conn is not None:
+                        self._drop(conn, "internal error")
+            if self._reload:
+                self._reload = False
+                self.reload_policy()
+
+    def _dispatch(self, kind: str, number: int, mask: int) -> None:
+        if kind == "listen":
+            self._accept()
+        elif kind == "wake":
+            with contextlib.suppress(OSError):
+                while self._wake_r.recv(512):
+                    pass
+        elif kind == "pidfd":
+            self._died(number)
+        elif kind == "client":
+            conn = self._conns.get(number)
+            if conn is None:
+                return
+            if mask & selectors.EVENT_WRITE:
+                self._flush(conn)
+            if mask & selectors.EVENT_READ and conn.sock is not None:
+                self._readable(conn)
+
+    def reload_policy(self) -> None:
+        """Re-read the policy file (SIGHUP); a bad one keeps the old policy."""
+        if self.policy_path is None:
+            return
+        try:
+            self.policy = Policy.load(self.policy_path)
+        except DevallocError as exc:
+            log.error("policy not reloaded, keeping the old one: %s", exc)
+        else:
+            log.info("policy reloaded from %s", self.policy_path)
+
+    def close(self) -> None:
+        """Disconnect every client and close every fd the service holds (idempotent)."""
+        for conn in list(self._conns.values()) + list(self._lingering.values()):
+            self._forget(conn)
+        self._conns.clear()
+        self._lingering.clear()
+        if self._listener.fileno() >= 0:
+            with contextlib.suppress(KeyError, ValueError):
+                self._sel.unregister(self._listener)
+            self._listener.close()
+            if self.socket_path is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.socket_path)
+        self._sel.close()
+        self._wake_r.close()
+        self._wake_w.close()
+        if self._own_allocator:
+            self.allocator.close()
+
+    # --- connections -----------------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        for _ in range(64):
+            try:
+                sock, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and friends: keep serving the others
+                log.warning("accept failed: %s", exc)
+                return
+            if len(self._conns) >= MAX_CLIENTS:
+                sock.close()
+                continue
+            try:
+                ident = _identity(sock)
+                pidfd = os.pidfd_open(ident.pid)
+            except OSError:
+                sock.close()  # gone already
+                continue
+            sock.setblocking(False)
+            conn = _Connection(next(self._keys), sock, ident, pidfd)
+            self._conns[conn.key] = conn
+            self.books.add_client(conn.key, ident)
+            old = self._lingering.pop(ident.pid, None)
+            if old is not None:  # the same living process reconnects: it takes its books over
+                books = self.books.drop_client(old.key)
+                if books is not None:
+                    self.books.clients[conn.key].holdings.update(books.holdings)
+                    self.books.clients[conn.key].collections |= books.collections
+                self._forget(old)
+            self._sel.register(sock, selectors.EVENT_READ, ("client", conn.key))
+            self._sel.register(pidfd, selectors.EVENT_READ, ("pidfd", conn.key))
+
+    def _readable(self, conn: _Connection) -> None:
+        for _ in range(_BURST):
+            sock = conn.sock
+            if sock is None:
+                return
+            try:
+                received = recv_message(sock, max_fds=0)
+            except (BlockingIOError, InterruptedError):
+                return
+            except ProtocolError as exc:
+                self._protocol_error(conn, None, exc)
+                continue
+            except OSError as exc:
+                self._disconnected(conn, f"receive failed: {exc}")
+                return
+            if received is None:
+                self._disconnected(conn, "closed the connection")
+                return
+            self._handle(conn, received)
+
+    def _protocol_error(self, conn: _Connection, request_id: object, exc: ServiceError) -> None:
+        conn.errors += 1
+        if conn.errors > MAX_ERRORS:
+            self._disconnected(conn, f"{MAX_ERRORS} malformed messages")
+            return
+        self._reply(conn, error_reply(request_id, exc))
+
+    def _handle(self, conn: _Connection, received: Received) -> None:
+        try:
+            request = decode_request(received.data)
+        except ProtocolError as exc:
+            self._protocol_error(conn, _peek_id(received.data), exc)
+            return
+        finally:
+            received.close_fds()
+        books = self.books.clients.get(conn.key)
+        if books is not None:
+            books.requests += 1
+        handler = getattr(self, "_op_" + request["op"])
+        request_id = request.get("id")
+        try:
+            reply, fds, done = handler(conn, request)
+        except DevallocError as exc:
+            if request_id is not None or request["op"] != "release":
+                self._reply(conn, error_reply(request_id, exc))
+            return
+        if request_id is None and not fds:
+            return
+        reply = {"id": request_id, "ok": True, **reply}
+        self._reply(conn, reply, fds, done)
+
+    def _reply(
+        self,
+        conn: _Connection,
+        message: dict[str, Any],
+        fds: Sequence[int] = (),
+        done: Callable[[], None] | None = None,
+    ) -> None:
+        """Send (or queue) one packet; ``done`` runs once it is sent or dropped."""
+        try:
+            data = encode(message)
+        except ProtocolError as exc:
+            if done is not None:
+                done()
+            data, fds, done = encode(error_reply(message.get("id"), exc)), (), None
+        out = _Outgoing(data, list(fds), done)
+        if conn.sock is None:
+            _finish(out)
+            return
+        if len(conn.queue) >= MAX_QUEUED:
+            _finish(out)
+            self._disconnected(conn, f"does not read its replies ({MAX_QUEUED} waiting)")
+            return
+        conn.queue.append(out)
+        self._flush(conn)
+
+    def _flush(self, conn: _Connection) -> None:
+        sock = conn.sock
+        while conn.queue and sock is not None:
+            out = conn.queue[0]
+            try:
+                anc = [
+                    (
+                        socket.SOL_SOCKET,
+                        socket.SCM_RIGHTS,
+                        struct.pack(f"{len(out.fds)}i", *out.fds),
+                    )
+                ]
+                sock.sendmsg([out.data], anc if out.fds else [])
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                self._disconnected(conn, f"send failed: {exc.strerror}")
+                return
+            conn.queue.popleft()
+            _finish(out)
+        want = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.queue else 0)
+        if sock is not None and conn.writing != bool(conn.queue):
+            conn.writing = bool(conn.queue)
+            self._sel.modify(sock, want, ("client", conn.key))
+
+    def _disconnected(self, conn: _Connection, why: str) -> None:
+        """The connection is over; the books stay while the process lives (see module doc)."""
+        log.info("client %s: %s", conn.ident.describe(), why)
+        self._close_socket(conn)
+        self._leave_collections(conn, why)
+        books = self.books.clients.get(conn.key)
+        if books is None or not books.holdings or _dead(conn.pidfd):
+            self._drop(conn, why)
+            return
+        books.connected = False
+        old = self._lingering.pop(conn.ident.pid, None)
+        if old is not None and old is not conn:
+            self._drop(old, "replaced")
+        self._lingering[conn.ident.pid] = conn
+
+    def _died(self, key: int) -> None:
+        conn = self._conns.get(key)
+        if conn is not None:
+            self._drop(conn, "the process exited")
+
+    def _drop(self, conn: _Connection, why: str) -> None:
+        """Forget a client entirely: its holdings and quota are released."""
+        self._close_socket(conn)
+        self._leave_collections(conn, why)
+        self._forget(conn)
+
+    def _forget(self, conn: _Connection) -> None:
+        self._close_socket(conn)
+        self.books.drop_client(conn.key)
+        self._conns.pop(conn.key, None)
+        if self._lingering.get(conn.ident.pid) is conn:
+            del self._lingering[conn.ident.pid]
+        if conn.pidfd >= 0:
+            with contextlib.suppress(KeyError, ValueError):
+                self._sel.unregister(conn.pidfd)
+            os.close(conn.pidfd)
+            conn.pidfd = -1
+
+    def _close_socket(self, conn: _Connection) -> None:
+        sock, conn.sock = conn.sock, None
+        while conn.queue:
+            _finish(conn.queue.popleft())
+        if sock is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._sel.unregister(sock)
+            sock.close()
+
+    # --- requests ------------------------------------------------------------------------------
+
+    _Result = tuple[dict[str, Any], list[int], Callable[[], None] | None]
+
+    def _op_hello(self, conn: _Connection, request: dict[str, Any]) -> _Result:
+        return (
+            {"service": "devalloc", "version": __version__, "client": conn.ident.to_json()},
+            [],
+            None,
+        )
+
+    def _op_status(self, conn: _Connection, request: dict[str, Any]) -> _Result:
+        books = self.books.to_json()
+        clients = books["clients"]
+        if len(clients) > 100:
+            books["clients"] = clients[:100]
+            books["clients_omitted"] = len(clients) - 100
+        props = [p.to_json() for _, p in self.allocator.registry.heaps()]
+        status = {
+            "pid": os.getpid(),
+            "version": __version__,
+            "uptime": time.time() - self.started,
+            "connections": sum(1 for c in self._conns.values() if c.sock is not None),
+            "books": books,
+            "policy": self.policy.to_json(),
+            "heaps": [
+                {"name": p["name"], "kind": p["kind"], "accessible": p["accessible"]} for p in props
+            ],
+            "open_collections": [
+                {
+                    "id": c.id,
+                    "state": c.state,
+                    "participants": len(c.participants),
+                    "expected": c.expected,
+                }
+                for c in self.collections.values()
+            ],
+        }
+        return {"status": status}, [], None
+
+    def _usages(self, raw: list[Any]) -> list[UsageSpec]:
+        """Wire usages -> the allocator's: Constraints from JSON, or the name of a live device or
+        bundled profile. The service never opens a path a client names."""
+        out: list[UsageSpec] = []
+        profiles = set(profile_names())
+        live: set[str] = set()
+        for device in self.allocator.discovery.devices():
+            live.add(device.name)
+            path = getattr(device, "path", None)
+            if isinstance(path, str):
+                live.add(path)
+        for usage in raw:
+            if isinstance(usage, dict):
+                out.append(Constraints.from_json(usage["constraints"]))
+                continue
+            name = usage.rpartition(":")[0] if ":" in usage else usage
+            if usage not in live and name not in live and name not in profiles:
+                raise UsageError(
+                    f"usage {usage!r:.80}: not a live device or bundled profile of the service;"
+                    " the service does not read files for clients: send the device file's"
+                    " constraints (devalloc.connect() does this for a device file)"
+                )
+            out.append(usage)
+        return out
+
+    def _charge_check(
+        self,
+        keys: Sequence[int],
+        sizes: Sequence[int],
+        memory: str,
+        new_collection: bool = False,
+    ) -> None:
+        """Refuse (QuotaError/PolicyError naming the rule) unless every client in ``keys`` may
+        take ``sizes`` more bytes of ``memory`` class."""
+        total_bytes, total_buffers = self.books.totals()
+        for key in keys:
+            conn = self._conns[key]
+            now = self.books.usage(key)
+            extra = sum(sizes)
+            after = Usage(
+                now.bytes + extra,
+                now.buffers + len(sizes),
+                now.collections + (1 if new_collection else 0),
+                now.contiguous_bytes + (extra if memory == "contiguous" else 0),
+            )
+            self.policy.check(
+                conn.ident,
+                after,
+                contiguous=memory == "contiguous",
+                protected=memory == "protected",
+                cpu_only=memory == "cpu-only",
+                service_bytes=total_bytes + extra,
+                service_buffers=total_buffers + len(sizes),
+            )
+
+    def _op_allocate(self, conn: _Connection, request: dict[str, Any]) -> _Result:
+        usages = self._usages(request["usages"])
+        count = request["count"]
+        plan = self.allocator.plan(
+            request["width"],
+            request["height"],
+            usages=usages,
+            formats=request["formats"],
+            cpu_access=request["cpu_access"],
+            prefer_uncached=request["prefer_uncached"],
+        )
+        sizes = list(plan.layout.buffer_sizes or ((plan.layout.size or 0),)) * count
+        if len(sizes) > MAX_FDS:
+            raise UsageError(
+                f"{count} images of {len(sizes) // count} buffers are {len(sizes)} fds, more than"
+                f" one reply carries ({MAX_FDS}); allocate fewer at a time"
+            )
+        wanted = heap_request(plan)
+        self._charge_check(
+            [conn.key],
+            sizes,
+            "protected" if wanted.protected else "contiguous" if wanted.contiguous else "scattered",
+        )
+        result = self.allocator.allocate(
+            request["width"],
+            request["height"],
+            usages=usages,
+            formats=request["formats"],
+            count=count,
+            cpu_access=request["cpu_access"],
+            prefer_uncached=request["prefer_uncached"],
+            verify=request["verify"],
+            frames=request["frames"],
+            allow_cpu_only=request["allow_cpu_only"],
+            name=buffer_name(conn.ident, count),
+        )
+        try:
+            memory = memory_class(result.heap_properties)
+            buffers = [b for image in result.images for b in image]
+            self._charge_check([conn.key], [b.size for b in buffers], memory)
+            ids = self.books.hand_out(conn.key, [(b.size, memory) for b in buffers])
+            description = _describe(result, ids, request.get("name"))
+        except BaseException:
+            result.close()
+            raise
+        return {"allocation": description}, [b.fileno() for b in buffers], result.close
+
+    def _op_release(self, conn: _Connection, request: dict[str, Any]) -> _Result:
+        released = self.books.release(conn.key, request["buffers"] or [])
+        token = request["collection"]
+        if token is not None:
+            coll = self.collections.get(token)
+            if coll is not None:
+                released += self.books.release_collection(conn.key, coll.id)
+                self._leave(coll, conn, "released the collection")
+        return {"released": released}, [], None
+
+    # --- collections ---------------------------------------------------------------------------
+
+    def _collection(self, token: str) -> Collection:
+        coll = self.collections.get(token)
+        if coll is None:
+            raise CollectionError("no collection has this token (a wrong token, or it is over)")
+        return coll
+
+    def _op_create(self, conn: _Connection, request: dict[str, Any]) -> _Result:
+        mine = sum(1 for c in self.collections.values() if c.creator == conn.key)
+        if mine >= 64:
+            raise CollectionError("this connection has created 64 open collections already")
+        coll = Collection.new(
+            creator=conn.key,
+            width=request["width"],
+            height=request["height"],
+            formats=request["formats"],
+            expected=request["participants"],
+            extra=request["extra"],
+            prefer_uncached=request["prefer_uncached"],
+            allow_cpu_only=request["allow_cpu_only"],
+        )
+        self.collections[coll.token] = coll
+        return {"token": coll.token, "collection": coll.id}, [], None
+
+    def _op_join(self, conn: _Connection, request: dict[str, Any]) -> _Result:
+        coll = self._collection(request["token"])
+        constraints = [
+            c for spec in self._usages(request["usages"]) for c, _ in self.allocator.resolve(spec)
+        ]
+        self._charge_check([conn.key], [], "scattered", new_collection=True)
+        try:
+            coll.join(
+                conn.key,
+                conn.ident,
+                constraints,
+                request["cpu_access"],
+                request["count"],
+                optional=request["optional"],
+            )
+        except DevallocError as exc:
+            self._event(coll, {"state": "conflict", "message": str(exc)}, skip=conn.key)
+            raise
+        return {"collection": coll.id, "participants": len(coll.participants)}, [], None
+
+    def _op_commit(self, conn: _Connection, request: dict[str, Any]) -> _Result:
+        coll = self._collection(request["token"])
+        part = coll.participants.get(conn.key)
+        if part is None:
+            raise CollectionError(f"commit before join: this connection is not in {coll.id}")
+        part.committed = True
+        if coll.ready:
+            self._allocate_collection(coll)
+        return {"collection": coll.id, "state": coll.state}, [], None
+
+    def _event(
+        self,
+        coll: Collection,
+        body: dict[str, Any],
+        *,
+        skip: int | None = None,
+        fds: Sequence[int] = (),
+        done: Callable[[], None] | None = None,
+    ) -> None:
+        targets = [k for k in coll.participants if k != skip and k in self._conns]
+        message = {"event": "collection", "token": coll.token, "collection": coll.id, **body}
+        if not targets:
+            if done is not None:
+                done()
+            return
+        remaining = [len(targets)]
+
+        def one_done() -> None:
+            remaining[0] -= 1
+            if remaining[0] == 0 and done is not None:
+                done()
+
+        for key in targets:
+            self._reply(self._conns[key], message, fds, one_done if fds or done else None)
+
+    def _fail(self, coll: Collection, exc: DevallocError) -> None:
+        coll.state = "failed"
+        self.collections.pop(coll.token, None)
+        self._event(coll, {"state": "failed", "error": error_reply(None, exc)["error"]})
+
+    def _allocate_collection(self, coll: Collection) -> None:
+        keys = list(coll.participants)
+        try:
+            plan = coll.negotiate()
+        except NegotiationError as exc:
+            self._fail(
+                coll,
+                NegotiationError(
+                    f"collection {coll.id}: " + coll.explain(exc.conflicts), exc.conflicts
+                ),
+            )
+            return
+        except DevallocError as exc:
+            self._fail(coll, exc)
+            return
+        count = coll.total_count
+        sizes = list(plan.layout.buffer_sizes or ((plan.layout.size or 0),)) * count
+        creator = self._conns.get(coll.creator)
+        ident = creator.ident if creator is not None else coll.participants[keys[0]].ident
+        try:
+            if len(sizes) > MAX_FDS:
+                raise UsageError(
+                    f"collection {coll.id}: {count} images are {len(sizes)} fds, more than one"
+                    f" message carries ({MAX_FDS})"
+                )
+            result = self.allocator.allocate(
+                coll.width,
+                coll.height,
+                usages=coll.constraints(),
+                formats=coll.formats,
+                count=count,
+                cpu_access=coll.cpu_access,
+                prefer_uncached=coll.prefer_uncached,
+                allow_cpu_only=coll.allow_cpu_only,
+                name=buffer_name(ident, count),
+            )
+        except DevallocError as exc:
+            self._fail(coll, exc)
+            return
+        buffers = [b for image in result.images for b in image]
+        memory = memory_class(result.heap_properties)
+        try:
+            for key in keys:
+                try:
+                    self._charge_check([key], [b.size for b in buffers], memory)
+                except DevallocError as exc:
+                    who = coll.participants[key].describe()
+                    raise type(exc)(f"collection {coll.id}: {who}: {exc}", *_rule(exc)) from None
+        except DevallocError as exc:
+            result.close()
+            self._fail(coll, exc)
+            return
+        ids: list[int] | None = None
+        for key in keys:
+            ids = self.books.hand_out(
+                key, [(b.size, memory) for b in buffers], collection=coll.id, ids=ids
+            )
+        assert ids is not None
+        coll.state = "allocated"
+        self.collections.pop(coll.token, None)
+        description = _describe(result, ids, None)
+        self._event(
+            coll,
+            {"state": "allocated", "allocation": description},
+            fds=[b.fileno() for b in buffers],
+            done=result.close,
+        )
+
+    def _leave_collections(self, conn: _Connection, why: str) -> None:
+        for coll in list(self.collections.values()):
+            if conn.key in coll.participants:
+                self._leave(coll, conn, why)
+            elif coll.creator == conn.key and not coll.participants:
+                del self.collections[coll.token]
+
+    def _leave(self, coll: Collection, conn: _Connection, why: str) -> None:
+        part = coll.participants.get(conn.key)
+        if part is None or coll.state != "open":
+            return
+        del coll.participants[conn.key]
+        if part.optional:
+            coll.expected = max(coll.expected - 1, 1)
+            self._event(coll, {"state": "left", "message": f"{part.describe()} left ({why})"})
+            if coll.participants and coll.ready:
+                self._allocate_collection(coll)
+            return
+        self._fail(
+            coll,
+            CollectionError(
+                f"collection {coll.id} failed: {part.describe()} left before the allocation"
+                f" ({why}) and did not join as optional"
+            ),
+        )
+
+
+def _rule(exc: DevallocError) -> tuple[str, ...]:
+    rule = getattr(exc, "rule", None)
+    return (rule,) if isinstance(rule, str) else ()
+
+
+def _describe(result: Allocation, ids: Sequence[int], name: object) -> dict[str, Any]:
+    buffers = []
+    index = 0
+    for i, image in enumerate(result.images):
+        for j, buf in enumerate(image):
+            buffers.append(
+                {
+                    "id": ids[index],
+                    "image": i,
+                    "buffer": j,
+                    "size": buf.size,
+                    "dmabuf": buf.is_dmabuf,
+                }
+            )
+            index += 1
+    return {
+        "plan": result.plan.to_json(),
+        "heap": result.heap_properties.to_json(),
+        "buffers": buffers,
+        "verdicts": [str(v) for v in result.verdicts],
+        "unverified": list(result.unverified),
+        "notes": list(result.notes),
+        "name": name,
+    }
+
+
+def _finish(out: _Outgoing) -> None:
+    done, out.done = out.done, None
+    out.fds = []
+    if done is not None:
+        done()
+
+
+def _dead(pidfd: int) -> bool:
+    """The process behind ``pidfd`` has exited (its pidfd polls readable)."""
+    if pidfd < 0:
+        return True
+    sel = selectors.DefaultSelector()
+    try:
+        sel.register(pidfd, selectors.EVENT_READ)
+        return bool(sel.select(0))
+    finally:
+        sel.close()
+
+
+def _peek_id(data: bytes) -> object:
+    """The ``id`` of a malformed request when it has a usable one (for the error reply)."""
+    try:
+        value = json.loads(data).get("id")
+    except (ValueError, RecursionError, AttributeError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -1,0 +1,209 @@
+"""The service's policy, books and collections logic, without a server."""
+
+from __future__ import annotations
+
+import grp
+import os
+
+import pytest
+
+from devalloc.constraints import Constraints
+from devalloc.errors import UsageError
+from devalloc.formats import fourcc_code
+from devalloc.negotiate import NegotiationError
+from devalloc.service.books import Books
+from devalloc.service.collections import Collection, combine_cpu_access
+from devalloc.service.policy import Identity, Policy, Usage
+from devalloc.service.protocol import CollectionError, PolicyError, QuotaError
+from devalloc.service.server import buffer_name
+
+ALICE = Identity(pid=10, uid=1000, gid=1000, groups=(44,), comm="app")
+BOB = Identity(pid=11, uid=1001, gid=1001, groups=(), comm="other")
+ROOT = Identity(pid=12, uid=0, gid=0, groups=(), comm="root-app")
+
+POLICY = """
+[global]
+max_bytes = "1M"
+max_buffers = 100
+
+[default]
+max_bytes = "64K"
+max_buffers = 4
+contiguous = false
+
+[[rule]]
+name = "video"
+gid = 44
+protected = true
+contiguous = true
+max_contiguous_bytes = "16K"
+
+[[rule]]
+name = "alice"
+uid = 1000
+max_buffers = 10
+"""
+
+
+def _check(
+    policy: Policy,
+    ident: Identity,
+    usage: Usage,
+    *,
+    contiguous: bool = False,
+    protected: bool = False,
+    service_bytes: int | None = None,
+) -> None:
+    policy.check(
+        ident,
+        usage,
+        contiguous=contiguous,
+        protected=protected,
+        cpu_only=False,
+        service_bytes=usage.bytes if service_bytes is None else service_bytes,
+        service_buffers=usage.buffers,
+    )
+
+
+def test_rules_apply_in_order_and_name_themselves() -> None:
+    policy = Policy.from_text(POLICY, "policy.toml")
+    lim = policy.limits_for(ALICE)
+    assert lim.max_buffers.value == 10
+    assert "rule 'alice'" in lim.max_buffers.rule
+    assert lim.protected.value is True
+    assert "rule 'video'" in lim.protected.rule
+    assert lim.max_bytes.value == 64 << 10
+    assert "[default] of policy.toml" in lim.max_bytes.rule
+    assert policy.limits_for(BOB).max_buffers.value == 4
+
+
+def test_refusals_name_the_rule() -> None:
+    policy = Policy.from_text(POLICY, "policy.toml")
+    with pytest.raises(
+        QuotaError, match=r"above its quota of 4 set by \[default\] of policy.toml"
+    ) as q:
+        _check(policy, BOB, Usage(buffers=5))
+    assert q.value.rule.endswith("max_buffers = 4")
+    with pytest.raises(PolicyError, match="may not use contiguous memory") as p:
+        _check(policy, BOB, Usage(buffers=1), contiguous=True)
+    assert "contiguous = false" in p.value.rule
+    _check(policy, ALICE, Usage(buffers=1, contiguous_bytes=16 << 10), contiguous=True)
+    with pytest.raises(QuotaError, match="max_contiguous_bytes") as c:
+        _check(policy, ALICE, Usage(buffers=1, contiguous_bytes=32 << 10), contiguous=True)
+    assert c.value.rule == "rule 'video' (policy.toml rule 1): max_contiguous_bytes = 16384"
+    with pytest.raises(PolicyError, match="protected memory"):
+        _check(policy, BOB, Usage(buffers=1), protected=True)
+    with pytest.raises(QuotaError, match="global cap") as g:
+        _check(policy, ALICE, Usage(buffers=1, bytes=1), service_bytes=(1 << 20) + 1)
+    assert "global max_bytes" in g.value.rule
+
+
+def test_builtin_defaults() -> None:
+    policy = Policy()
+    assert policy.limits_for(ROOT).protected.value is True
+    assert policy.limits_for(BOB).protected.value is False
+    assert policy.limits_for(BOB).max_buffers.value == 1024
+    assert "built-in" in policy.limits_for(BOB).max_bytes.rule
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[nope]\n", "unknown section"),
+        ("[default]\nmax_bytes = -1\n", "non-negative"),
+        ('[default]\nmax_bytes = "lots"\n', "not a size"),
+        ("[default]\nprotected = 1\n", "true or false"),
+        ("[default]\nbogus = 1\n", "unknown key"),
+        ("[[rule]]\nmax_bytes = 1\n", "names whom it applies to"),
+        ("[[rule]]\nuid = true\n", "uid is a non-negative integer"),
+        ('[[rule]]\nuser = "no-such-user-here"\n', "no user"),
+        ('[[rule]]\nuid = 1\nuser = "root"\n', "not beside uid"),
+        ("[global]\nmax_collections = 1\n", "unknown key"),
+        ("rule = 5\n", "list of tables"),
+        ("[default\n", "TOML"),
+    ],
+)
+def test_bad_policies_are_usage_errors(text: str, match: str) -> None:
+    with pytest.raises(UsageError, match=match):
+        Policy.from_text(text, "p.toml")
+
+
+def test_group_names_resolve() -> None:
+    name = grp.getgrgid(0).gr_name
+    policy = Policy.from_text(f'[[rule]]\ngroup = "{name}"\nmax_buffers = 3\n', "p")
+    assert policy.limits_for(ROOT).max_buffers.value == 3
+
+
+def test_policy_file_not_found(tmp_path: object) -> None:
+    with pytest.raises(UsageError, match="no such policy file"):
+        Policy.load(os.path.join(str(tmp_path), "absent.toml"))
+
+
+def test_books_count_shared_buffers_once() -> None:
+    books = Books()
+    books.add_client(1, ALICE)
+    books.add_client(2, BOB)
+    ids = books.hand_out(1, [(100, "scattered"), (200, "contiguous")], collection="c1")
+    assert books.hand_out(2, [(100, "scattered"), (200, "contiguous")], collection="c1", ids=ids)
+    assert books.totals() == (300, 2)
+    assert books.usage(1) == Usage(300, 2, 1, 200)
+    data = books.to_json()
+    assert data["collections"]["c1"]["bytes"] == 300
+    assert data["bytes_by_class"] == {"scattered": 100, "contiguous": 200}
+    assert books.release(1, [ids[0], 999]) == 1
+    assert books.release_collection(2, "c1") == 2
+    assert books.usage(2) == Usage()
+    books.drop_client(1)
+    assert books.totals() == (0, 0)
+
+
+def test_buffer_names_fit_the_kernels_31_bytes() -> None:
+    long = Identity(pid=4194304, uid=0, gid=0, groups=(), comm="a-very-long-comm")
+    for count in (1, 10, 64):
+        name = buffer_name(long, count)
+        assert len(f"{name}{count - 1}.1".encode()) <= 31
+        assert name.startswith("devalloc:")
+        assert f":{long.pid}:" in name
+
+
+YUYV = Constraints("cam", "out", ((fourcc_code("YUYV"), 0),))
+XR24 = Constraints("display", "in", ((fourcc_code("XR24"), 0),))
+
+
+def test_collection_join_conflict_names_the_joiner() -> None:
+    coll = Collection.new(creator=0, width=64, height=64, formats=None, expected=2)
+    coll.join(1, ALICE, [YUYV], "w", 2, optional=False)
+    with pytest.raises(NegotiationError) as info:
+        coll.join(2, BOB, [XR24], "r", 1, optional=False)
+    message = str(info.value)
+    assert "the join of participant 'other' (pid 11, uid 1001) conflicts" in message
+    assert "display:in of participant 'other' (pid 11, uid 1001)" in message
+    assert "cam:out of participant 'app' (pid 10, uid 1000)" in message
+    assert 2 not in coll.participants
+    coll.join(2, BOB, [YUYV], "r", 1, optional=False)  # the same usage: relabelled
+    assert [c.label for c in coll.participants[2].constraints] == ["cam@11:out"]
+    assert not coll.ready
+    for p in coll.participants.values():
+        p.committed = True
+    assert coll.ready
+    assert coll.total_count == 3
+    assert coll.cpu_access == "rw"
+    with pytest.raises(CollectionError, match="already joined"):
+        coll.join(2, BOB, [YUYV], "r", 1, optional=False)
+
+
+def test_tokens_are_unguessable_and_distinct() -> None:
+    tokens = {
+        Collection.new(creator=0, width=8, height=8, formats=None, expected=1).token
+        for _ in range(100)
+    }
+    assert len(tokens) == 100
+    assert all(len(t) >= 40 for t in tokens)
+
+
+@pytest.mark.parametrize(
+    ("accesses", "combined"),
+    [((), "none"), (("none",), "none"), (("r", "none"), "r"), (("r", "w"), "rw"), (("rw",), "rw")],
+)
+def test_combine_cpu_access(accesses: tuple[str, ...], combined: str) -> None:
+    assert combine_cpu_access(accesses) == combined  # type: ignore[arg-type]
