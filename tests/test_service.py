@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,7 +28,17 @@ from devalloc.service import (
     connect,
 )
 
-from ._service_helpers import NOBODY, Served, run, service, start, start_holding, wait_for
+from ._service_helpers import (
+    NOBODY,
+    SERVE,
+    Served,
+    open_directory,
+    run,
+    service,
+    start,
+    start_holding,
+    wait_for,
+)
 from .conftest import assert_fd_closed
 
 YUYV = Constraints("cam", "out", ((fourcc_code("YUYV"), 0),))
@@ -325,6 +336,67 @@ def test_service_restart_clients_get_a_clear_error_and_reconnect() -> None:
         assert c.closed
     with service() as s2, connect(s2.path) as c2:
         assert c2.hello()["service"] == "devalloc"
+
+
+def test_socket_activation_and_ready_notification() -> None:
+    """As systemd starts it: the listening socket as fd 3 (LISTEN_FDS, LISTEN_PID), READY=1
+    and STOPPING=1 to NOTIFY_SOCKET, SIGTERM a clean exit, the socket file left to systemd."""
+    directory = open_directory()
+    path = os.path.join(directory, "socket")
+    notify_path = os.path.join(directory, "notify")
+    with (
+        socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as listener,
+        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify,
+    ):
+        listener.bind(path)
+        os.chmod(path, 0o666)
+        listener.listen(16)
+        notify.bind(notify_path)
+        notify.settimeout(30)
+        fd = listener.fileno()
+        env = {**os.environ, "LISTEN_FDS": "1", "NOTIFY_SOCKET": notify_path}
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", 'LISTEN_PID=$$ exec "$@"', "sh", *SERVE],
+            env=env,
+            close_fds=False,
+            preexec_fn=lambda: os.dup2(fd, 3),
+        )
+        try:
+            assert notify.recv(4096) == b"READY=1"
+            with (
+                connect(path) as c,
+                c.allocate(16, 16, usages=[YUYV], cpu_access="rw", allow_cpu_only=True) as r,
+            ):
+                assert c.hello()["client"]["pid"] == os.getpid()
+                assert r.buffers[0].size > 0
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=20) == 0
+            assert notify.recv(4096) == b"STOPPING=1"
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert os.path.exists(path)  # systemd's socket: not removed by the service
+    for name in os.listdir(directory):
+        os.unlink(os.path.join(directory, name))
+    os.rmdir(directory)
+
+
+def test_activation_with_a_wrong_socket_type_is_refused() -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stream:
+        fd = stream.fileno()
+        proc = subprocess.run(
+            ["/bin/sh", "-c", 'LISTEN_PID=$$ exec "$@"', "sh", *SERVE],
+            env={**os.environ, "LISTEN_FDS": "1"},
+            close_fds=False,
+            preexec_fn=lambda: os.dup2(fd, 3),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 2
+    assert "SOCK_SEQPACKET" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 # --- collections ---------------------------------------------------------------------------------

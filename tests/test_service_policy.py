@@ -207,3 +207,29 @@ def test_tokens_are_unguessable_and_distinct() -> None:
 )
 def test_combine_cpu_access(accesses: tuple[str, ...], combined: str) -> None:
     assert combine_cpu_access(accesses) == combined  # type: ignore[arg-type]
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_example_policy_loads_and_is_not_taken_for_a_pipeline() -> None:
+    path = os.path.join(REPO, "systemd", "policy.toml")
+    policy = Policy.load(path)
+    assert policy.limits_for(BOB).protected.value is False
+    assert policy.limits_for(ROOT).max_buffers.value == 4096
+    assert not os.path.exists(os.path.join(REPO, "examples", "policy.toml"))
+
+
+def test_unit_files_match_the_service() -> None:
+    from devalloc.service.server import DEFAULT_SOCKET
+
+    with open(os.path.join(REPO, "systemd", "devalloc.socket"), encoding="utf-8") as f:
+        socket_unit = f.read()
+    with open(os.path.join(REPO, "systemd", "devalloc.service"), encoding="utf-8") as f:
+        service_unit = f.read()
+    assert f"ListenSequentialPacket={DEFAULT_SOCKET}\n" in socket_unit
+    assert "Type=notify\n" in service_unit
+    assert "ExecStart=/usr/bin/devalloc serve --policy /etc/devalloc/policy.toml\n" in service_unit
+    assert "ExecReload=/bin/kill -HUP $MAINPID\n" in service_unit
+    assert "DevicePolicy=closed\n" in service_unit
+    assert "NoNewPrivileges=yes\n" in service_unit
