@@ -66,6 +66,7 @@ if not Gst.is_initialized():
 
 __all__ = [
     "Gst",
+    "GstAllocators",
     "GstApp",
     "GstFrame",
     "GstVideo",
