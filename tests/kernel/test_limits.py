@@ -10,11 +10,13 @@ import sys
 import pytest
 
 from devalloc import AllocationLimitError, limits
+from devalloc.heaps.carveout import Carveout
+from devalloc.heaps.device import DeviceHeap
 from devalloc.heaps.dmaheap import DmaHeap
-from devalloc.heaps.udmabuf import Memfd, UdmabufDevice, UdmabufHeap
+from devalloc.heaps.udmabuf import UDMABUF_PATH, Memfd, UdmabufDevice, UdmabufHeap
 
-from ..conftest import assert_fd_closed, open_fds
-from .conftest import SYSTEM_HEAP
+from ..conftest import assert_fd_closed, open_fds, require
+from .conftest import SYSTEM_HEAP, _vgem_node
 
 pytestmark = pytest.mark.kernel
 
@@ -101,4 +103,48 @@ def test_udmabuf_paths_are_charged(udmabuf: UdmabufDevice) -> None:
             assert open_fds() == before
         finally:
             limits.set_limits()
+    assert limits.in_use() == base
+
+
+def test_the_device_heap_charges_what_the_driver_made() -> None:
+    base = limits.in_use()
+    with DeviceHeap(_vgem_node("card")) as heap:
+        with heap.allocate(PAGE + 1) as buf:
+            assert limits.in_use() == base + buf.size
+        assert limits.in_use() == base
+        limits.set_limits(max_buffer=PAGE)
+        try:
+            before = open_fds()
+            with pytest.raises(AllocationLimitError, match="device heap"):
+                heap.allocate(PAGE + 1)
+            assert open_fds() == before
+            assert not any(heap.device.handle_exists(h) for h in range(1, 17))
+        finally:
+            limits.set_limits()
+    assert limits.in_use() == base
+
+
+def test_a_carveout_region_is_charged_until_closed() -> None:
+    require(os.access(UDMABUF_PATH, os.R_OK | os.W_OK), f"{UDMABUF_PATH} is not accessible")
+    base = limits.in_use()
+    with Carveout(1 << 20, name="limits") as carveout:
+        assert limits.in_use() == base + carveout.size
+        with carveout.allocate(PAGE) as buf:  # carving takes nothing more
+            assert buf.size == PAGE
+            assert limits.in_use() == base + carveout.size
+        limits.set_limits(max_buffer=PAGE)
+        try:
+            with pytest.raises(AllocationLimitError, match="carveout limits"):
+                carveout.allocate(2 * PAGE)
+        finally:
+            limits.set_limits()
+    assert limits.in_use() == base
+    limits.set_limits(max_buffer=4 << 20, max_total=base + (1 << 20))
+    try:
+        before = open_fds()
+        with pytest.raises(AllocationLimitError, match="DEVALLOC_MAX_TOTAL"):
+            Carveout(2 << 20, name="too-big")
+        assert open_fds() == before
+    finally:
+        limits.set_limits()
     assert limits.in_use() == base
