@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from devalloc.cli import main
 from devalloc.constraints import MemoryRules
 from devalloc.errors import NoPlanError, OutOfMemoryError, UsageError
-from devalloc.sizing import CmaModel, load_scenario, memory_class, size_files
+from devalloc.pipeline import load_pipeline
+from devalloc.sizing import CmaModel, load_scenario, memory_class, size_files, size_pipeline
 from devalloc.sizing.cma import get_order, page_align
 from devalloc.sizing.compute import explain
 from devalloc.sizing.live import CmaExhaustedError, hold_cma_buffers
@@ -308,3 +309,21 @@ def test_an_exhausted_area_says_by_how_much_and_keeps_nothing(tmp_path: Path) ->
     assert len(held.latencies) == 3
     held.close()
     assert held.buffers == []
+
+
+@pytest.mark.parametrize(
+    "path", sorted((EXAMPLES / "scenarios" / "pipelines").glob("*.toml")), ids=lambda p: p.stem
+)
+def test_the_scenario_pipelines_negotiate_as_they_expect(path: Path) -> None:
+    pipe = load_pipeline(path)
+    assert pipe.name == path.stem
+    sized = size_pipeline(pipe)
+    roles = [g.role for g in sized.groups]
+    assert roles == (["plan"] if pipe.expect == "plan" else ["source", "destination"])
+
+
+def test_every_shipped_scenario_sizes() -> None:
+    for path in sorted((EXAMPLES / "scenarios").glob("*.toml")):
+        sizing = size_files([path])
+        assert sizing.worst is not None, path
+        assert sizing.cma_bytes >= sizing.classes["contiguous"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,7 @@ def plot(sizing: Sizing, out: Path, pyplot: Any) -> None:
     Raises:
         UsageError: ``out`` is not a .svg or .png path.
     """
-    names = [c.name for c in sizing.combinations]
+    names = [textwrap.fill(c.name, 22) for c in sizing.combinations]
     figure, axes = pyplot.subplots(figsize=(max(6.0, 2.2 * len(names)), 4.5))
     bottoms = [0.0] * len(names)
     for cls in sizing.classes:
@@ -100,7 +101,6 @@ def plot(sizing: Sizing, out: Path, pyplot: Any) -> None:
     axes.set_ylabel("MiB")
     axes.set_title(f"devalloc size: {sizing.kernel_cmdline or 'no CMA area needed'}")
     axes.legend()
-    axes.tick_params(axis="x", labelrotation=15)
     figure.tight_layout()
     figure.savefig(out)
     pyplot.close(figure)

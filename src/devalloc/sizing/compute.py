@@ -55,7 +55,7 @@ __all__ = [
 #: The fixed memory classes, in report order (``carveout:<location>`` ones come after).
 CLASSES: Final[tuple[str, ...]] = ("contiguous", "below-4g", "system", "protected")
 #: CmaTotal - CmaFree right after boot on the project's full test kernel (Linux 6.12.117, cma=24M
-#: and cma=23M, two boots each, measured by tests/kernel/test_sizing.py's probe): 138 pages, all
+#: and cma=23M, one boot each; tests/kernel/test_sizing.py records it on every boot): 138 pages, all
 #: within the first MiB of the area. Pass another kernel's own measurement with --cma-reserved.
 FULL_KERNEL_CMA_RESERVED: Final = 565248
 

@@ -1,0 +1,85 @@
+"""``devalloc size`` proven on the full kernel's CMA heap (issue 14, part 3).
+
+The scenario comes from the kernel command line (``devalloc_sizing=PATH``, as
+tests/vm/prove-sizing.sh boots it with ``cma=<answer>``); without it, every shipped scenario is
+checked against the default area. When ``CmaTotal`` is at least devalloc's answer, every CMA
+buffer of the worst combination is allocated from ``/dev/dma_heap/reserved`` and held at once;
+when it is smaller, the allocation fails with :class:`CmaExhaustedError` saying by how much.
+Allocation latencies go to the JUnit report (``record_property``).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from devalloc.heaps.dmaheap import DmaHeap
+from devalloc.sizing import FULL_KERNEL_CMA_RESERVED, size_files
+from devalloc.sizing.live import CmaExhaustedError, cma_meminfo, hold_cma_buffers
+
+from ..conftest import open_fds, require
+
+pytestmark = pytest.mark.kernel
+
+CMA_HEAP = "/dev/dma_heap/reserved"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _scenarios() -> list[str]:
+    try:
+        words = Path("/proc/cmdline").read_text(encoding="ascii").split()
+    except OSError:
+        words = []
+    chosen = [w.partition("=")[2] for w in words if w.startswith("devalloc_sizing=")]
+    if chosen:
+        return chosen
+    return sorted(str(p.relative_to(REPO)) for p in (REPO / "examples/scenarios").glob("*.toml"))
+
+
+@pytest.mark.parametrize("scenario", _scenarios())
+def test_the_sized_cma_area_holds_every_buffer_and_one_slot_less_does_not(
+    scenario: str, record_property: Callable[[str, object], None]
+) -> None:
+    require(os.path.exists(CMA_HEAP), f"{CMA_HEAP} is absent (the full kernel has it)")
+    require(os.access(CMA_HEAP, os.R_OK), f"{CMA_HEAP} is root-only here")
+    total, free = cma_meminfo()
+    taken = total - free
+    sizing = size_files([REPO / scenario])
+    worst = sizing.worst
+    assert worst is not None, f"{scenario} needs no CMA area"
+    record_property("scenario", scenario)
+    record_property("cma_total", total)
+    record_property("cma_taken_at_boot", taken)
+    record_property("cma_answer", sizing.cma_bytes)
+    # the model's boot reservation must cover what this kernel took (or the answer is too small)
+    assert taken <= FULL_KERNEL_CMA_RESERVED, f"the kernel took {taken} bytes of CMA at boot"
+    before = open_fds()
+    with DmaHeap(CMA_HEAP) as heap:
+        if total >= sizing.cma_bytes:
+            record_property("expect", "fit")
+            with hold_cma_buffers(heap, worst, sizing.cma_bytes) as held:
+                assert len(held.buffers) == len(worst.cma_order)
+                assert [b.size for b in held.buffers] == [
+                    -(-size // 4096) * 4096 for _p, _r, size in worst.cma_order
+                ]
+                record_property("buffers", len(held.buffers))
+                record_property("alloc_total_ms", round(held.seconds * 1000, 3))
+                record_property(
+                    "alloc_median_ms", round(statistics.median(held.latencies) * 1000, 3)
+                )
+                record_property("alloc_max_ms", round(max(held.latencies) * 1000, 3))
+        else:
+            record_property("expect", "exhausted")
+            with pytest.raises(CmaExhaustedError) as caught:
+                hold_cma_buffers(heap, worst, sizing.cma_bytes).close()
+            error = caught.value
+            record_property("error", str(error))
+            assert error.short == sizing.cma_bytes - total
+            assert error.placed < len(worst.cma_order)
+            assert "the CMA area is exhausted" in str(error)
+            assert f"{error.short} bytes short" in str(error)
+    assert open_fds() == before
