@@ -51,6 +51,7 @@ for spec in "${passes[@]}"; do
   [ "$rc" = 0 ] || vm_status=1
 done
 
+step "CMA sizing proof: tests/vm/prove-sizing.sh (full kernel)"; started=$SECONDS; rc=0; tests/vm/prove-sizing.sh || rc=$?; vm_recap+=("prove-sizing (full): exit $rc  [$((SECONDS - started)) s]"); [ "$rc" = 0 ] || vm_status=1
 step "kernel tests: recap"
 printf '%s\n' "${vm_recap[@]}"
 exit "$vm_status"
