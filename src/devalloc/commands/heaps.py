@@ -98,7 +98,10 @@ def _cmd_heaps(args: argparse.Namespace) -> int:
         print(f"CMA: {_size(cma['total'])} total, {_size(cma['free'])} free")
     else:
         print("CMA: none (no CmaTotal in /proc/meminfo)")
-    print(f"largest single allocation: {_size(cap)} (half of MemTotal)")
+    print(
+        f"largest single allocation: {_size(cap)}"
+        " (devalloc.limits: DEVALLOC_MAX_BUFFER, or min(MemTotal, cgroup memory.max) / 2)"
+    )
     return EXIT_OK
 
 
