@@ -154,7 +154,38 @@ def test_usages_must_be_a_list(alloc: Allocator) -> None:
     with pytest.raises(UsageError, match="non-empty list"):
         alloc.allocate(64, 64, usages="camera", allow_cpu_only=True)
     with pytest.raises(UsageError, match="non-empty list"):
-        alloc.allocate(64, 64, usages=[], allow_cpu_only=True)
+        alloc.allocate(64, 64, usages=b"camera", allow_cpu_only=True)  # type: ignore[arg-type]
+
+
+def test_no_usages_allocates_for_the_application_alone(alloc: Allocator) -> None:
+    """Issue 15: no device at all: the application's formats and CPU access decide."""
+    before = open_fds()
+    with alloc.allocate(64, 48, usages=[], formats=["YUYV"], cpu_access="rw") as result:
+        assert result.plan.devices == ()
+        assert result.plan.format.name == "YUYV"
+        assert result.plan.memory.cpu_access == "rw"
+        assert result.unverified == ()
+        assert result.notes[0].startswith("no device takes part")
+        assert result.to_json()["plan"]["devices"] == []
+        (image,) = result.images
+        with image[0].cpu_access("rw") as view:
+            view[:4] = b"abcd"
+            assert bytes(view[:4]) == b"abcd"
+    with alloc.allocate(64, 48, usages=[], formats=["NV12:0x0100000000000002"]) as tiled:
+        assert tiled.plan.modifier.name == "I915_Y_TILED"
+    with pytest.raises(UsageError, match="with no device, the application's formats decide"):
+        alloc.allocate(64, 48, usages=[])
+    assert open_fds() == before
+
+
+def test_cli_alloc_without_devices(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["alloc", "--size", "640x480", "--format", "YUYV", "--cpu-access", "rw"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert out.startswith("plan for the application alone (no device) at 640x480")
+    assert "note: no device takes part" in out
+    assert main(["alloc", "--size", "64x48"]) == 2
+    assert "with no device, the application's formats decide" in capsys.readouterr().err
 
 
 def test_per_plane_layout_gives_one_buffer_per_plane(alloc: Allocator) -> None:

@@ -29,6 +29,11 @@ On a machine with no device-importable heap (no /dev/dma_heap access, no udmabuf
 ``allow_cpu_only=True`` falls back to the CPU-only memfd heap so that a pipeline can still be
 planned, laid out and filled; :attr:`Allocation.notes` says that no device can import such
 buffers. Devices known only from profiles are never "verified": the allocation records that.
+
+With no usages at all (``usages=[]``, ``devalloc alloc`` without ``-d``) the buffers are for the
+application alone: its formats (a drm-format such as ``NV12:0x0100000000000002`` names the
+modifier too) and its CPU access decide, any heap will do (CPU-only memfd included), the plan's
+``devices`` is empty and the first note says that no device took part.
 """
 
 from __future__ import annotations
@@ -54,9 +59,10 @@ from .errors import (
     UsageError,
     error_from_errno,
 )
+from .formats import DRM_FORMAT_MOD_LINEAR, lookup_format, parse_drm_format
 from .heaps.properties import HeapProperties, HeapRequest
 from .heaps.registry import HeapId, HeapRegistry, NoHeapError
-from .negotiate import Plan, negotiate
+from .negotiate import APPLICATION, Plan, negotiate
 from .pool import BufferPool, ZeroPolicy
 
 __all__ = ["Allocation", "Allocator", "Attempt", "UsageSpec", "heap_request"]
@@ -556,8 +562,10 @@ class Allocator:
             width: image width in pixels.
             height: image height in pixels.
             usages: who will use the buffers ('device', 'device:usage', (device, usage) or
-                Constraints).
-            formats: the application's candidate formats, in its order of preference.
+                Constraints); empty: no device, the buffers are for the application alone
+                (``formats`` decide; the plan's ``devices`` is empty and a note says so).
+            formats: the application's candidate formats, in its order of preference (with no
+                usages, a drm-format ``NV12:0x...`` also names the modifier).
             count: images to allocate.
             cpu_access: the application's own CPU access.
             prefer_uncached: prefer write-combined memory when the CPU only writes.
@@ -581,9 +589,17 @@ class Allocator:
                 raise UsageError(f"{flag} is True or False, not {value!r:.80}")
         if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
             raise UsageError(f"frames must be a positive integer, not {frames!r:.80}")
-        constraints, live = self._resolve_all(usages)
+        alone = _no_usages(usages)
         attempts: list[Attempt] = []
         notes: list[str] = []
+        if alone:
+            # No device: the application's formats and CPU access decide; any heap will do.
+            constraints = [application_alone(formats)]
+            live: dict[str, DeviceInfo] = {}
+            formats, allow_cpu_only = None, True
+            notes.append(ALONE_NOTE)
+        else:
+            constraints, live = self._resolve_all(usages)
         for _ in range(MAX_ATTEMPTS):
             plan = negotiate(
                 constraints,
@@ -594,6 +610,8 @@ class Allocator:
                 prefer_uncached=prefer_uncached,
                 known_layout=True,
             )
+            if alone:
+                plan = dataclasses.replace(plan, devices=())
             skipped = plan.find("skipped")
             if skipped is not None and skipped.note not in notes:
                 notes.append(skipped.note)
@@ -606,6 +624,8 @@ class Allocator:
             images, heap = self._allocate_with_fallback(plan, heap, count, name, chunk, heap_notes)
             props = self.registry.properties(heap)
             unverified = tuple(c.label for c in constraints if not verify or c.label not in live)
+            if alone:
+                unverified = ()  # no device to verify with
             if not verify or not live or not props.device_importable:
                 if verify and live and not props.device_importable:
                     heap_notes.append("not verified: CPU-only buffers cannot be imported")
@@ -667,6 +687,46 @@ class Allocator:
             f"verification still fails after {MAX_ATTEMPTS} attempts: "
             + "; ".join(a for at in attempts for a in at.learned)
         )
+
+
+#: The allocation note when no device takes part.
+ALONE_NOTE = (
+    "no device takes part: buffers for the application alone (its formats and CPU access"
+    " decide; the heap registry chose the heap, CPU-only memfd included)"
+)
+
+
+def _no_usages(usages: object) -> bool:
+    return (
+        isinstance(usages, Sequence)
+        and not isinstance(usages, str | bytes | bytearray)
+        and len(usages) == 0
+    )
+
+
+def application_alone(formats: Sequence[str | int] | None) -> Constraints:
+    """The constraints of an application that allocates for itself (no device takes part): the
+    formats it names, in its order, LINEAR unless it names a modifier (``NV12:0x...``, GStreamer's
+    drm-format, or ``XRGB8888:INTEL_Y_TILED``).
+
+    Raises:
+        UsageError: no formats (with no device, nothing else decides the format).
+    """
+    if formats is None or isinstance(formats, str | bytes | bytearray) or not formats:
+        raise UsageError(
+            "with no device, the application's formats decide the buffer: give at least one"
+            " (formats=[...], --format)"
+        )
+    pairs: dict[tuple[int, int], None] = {}
+    for item in formats:
+        if isinstance(item, str):
+            fmt, modifier = parse_drm_format(item)
+            pairs[(fmt.fourcc, modifier.value)] = None
+        else:
+            pairs[(lookup_format(item).fourcc, DRM_FORMAT_MOD_LINEAR)] = None
+    return Constraints(
+        APPLICATION, "alone", tuple(pairs), description="the application alone: no device"
+    )
 
 
 def _check_limits(plan: Plan, sizes: Sequence[int], count: int) -> None:

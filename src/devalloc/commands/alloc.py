@@ -5,6 +5,7 @@ Example:
           --format YUYV --count 2 --verify
     $ devalloc alloc --device rkisp1:mainpath --device rk3399-vop:primary --size 1920x1080 \\
           --cpu-only --json
+    $ devalloc alloc --size 640x480 --format YUYV --cpu-access rw     # no device: for the CPU
 """
 
 from __future__ import annotations
@@ -40,16 +41,17 @@ def register(sub: SubParsers) -> None:
         "exit codes: 0 ok, 1 system failure, 2 bad input, 3 no plan or verification failed\n"
         "examples:\n  devalloc alloc -d vivid-000-vid-cap:capture -d vgem --size 640x480 "
         "--format YUYV --verify\n  devalloc alloc -d uvc-webcam -d rk3399-vop:primary --size "
-        "1280x720 --cpu-only",
+        "1280x720 --cpu-only\n  devalloc alloc --size 640x480 --format YUYV --cpu-access rw",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "-d",
         "--device",
         action="append",
-        required=True,
+        default=[],
         metavar="DEVICE[:USAGE]",
-        help="a device that will use the buffers (repeat for each)",
+        help="a device that will use the buffers (repeat for each); none: buffers for the"
+        " application alone (--format decides; any heap, CPU-only memfd included)",
     )
     parser.add_argument("--size", required=True, metavar="WxH", help="e.g. 1920x1080")
     parser.add_argument(

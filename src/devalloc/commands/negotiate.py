@@ -98,7 +98,8 @@ def memory_text(plan: Plan) -> str:
 
 def print_plan(plan: Plan, explain: bool) -> None:
     lay = plan.layout
-    print(f"plan for {', '.join(plan.devices)} at {plan.width}x{plan.height}")
+    parties = ", ".join(plan.devices) or "the application alone (no device)"
+    print(f"plan for {parties} at {plan.width}x{plan.height}")
     print(f"  format    {plan.format.name} (fourcc {plan.format.fourcc_str})")
     print(f"  modifier  {plan.modifier.name} ({plan.modifier.hex})")
     if lay.size is None:
