@@ -173,6 +173,16 @@ def test_format_table() -> None:
     assert len(table) == len(FORMATS)
     nv12 = next(row for row in table if row["name"] == "NV12")
     assert nv12["v4l2"] == ["NV12", "NV12M"]
+    xrgb = next(row for row in table if row["name"] == "XRGB8888")
+    assert xrgb["gstreamer"] == "BGRx"
+    assert xrgb["spellings"] == {
+        "drm": "XRGB8888",
+        "macro": "DRM_FORMAT_XRGB8888",
+        "fourcc": "XR24",
+        "fourcc_hex": "0x34325258",
+        "gstreamer": "BGRx",
+        "v4l2": ["XBGR32"],
+    }
 
 
 RULES = st.builds(

@@ -15,6 +15,7 @@ import re
 from ..errors import UsageError
 from .fourcc import FORMATS
 from .layout import MAX_DIMENSION
+from .spellings import format_spellings
 from .v4l2 import drm_to_v4l2
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
@@ -42,10 +43,13 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def format_table() -> list[dict[str, object]]:
     """Every known format as a JSON-friendly dict (``devalloc formats --json``), with the V4L2
-    formats of the same layout."""
+    formats of the same layout, GStreamer's name and every spelling (:func:`format_spellings`)."""
     rows: list[dict[str, object]] = []
     for fmt in FORMATS.values():
         row = fmt.to_dict()
         row["v4l2"] = [v.name for v in drm_to_v4l2(fmt)]
+        spellings = format_spellings(fmt)
+        row["gstreamer"] = spellings["gstreamer"]
+        row["spellings"] = spellings
         rows.append(row)
     return rows
