@@ -430,3 +430,61 @@ def test_any_text_is_a_format_or_a_usage_error(text: str) -> None:
     for parse in (lookup_format, parse_drm_format, parse_modifier):
         with contextlib.suppress(UsageError):
             parse(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Everywhere a format or a modifier is accepted.
+
+
+def test_device_files_take_every_spelling() -> None:
+    from devalloc.constraints import loads_device
+
+    profile = loads_device(
+        """
+device = "pasted"
+[usages.scanout]
+formats = ["BGRx", "V4L2_PIX_FMT_NV12M", "DRM_FORMAT_ABGR8888"]
+modifiers = ["INTEL_Y_TILED", "I915_FORMAT_MOD_X_TILED", "LINEAR"]
+[usages.afbc]
+pairs = [["XR24", "ARM_BLOCK_SIZE=16x16,MODE=YTR|SPARSE(0x800000000000051)"]]
+"""
+    )
+    scanout = profile.usages["scanout"]
+    assert [(lookup_format(f).name, m) for f, m in scanout.pairs][:3] == [
+        ("XRGB8888", 0x0100000000000002),
+        ("XRGB8888", 0x0100000000000001),
+        ("XRGB8888", 0),
+    ]
+    assert {lookup_format(f).name for f, _m in scanout.pairs} == {"XRGB8888", "NV12", "ABGR8888"}
+    assert profile.usages["afbc"].pairs == ((FORMATS["XRGB8888"].fourcc, 0x0800000000000051),)
+
+
+def test_negotiate_takes_a_drm_format_pin() -> None:
+    from devalloc.constraints import Constraints
+    from devalloc.negotiate import NegotiationError, negotiate
+
+    xr24 = FORMATS["XRGB8888"].fourcc
+    tiled = ((xr24, 0x0100000000000002), (xr24, 0x0100000000000001), (xr24, 0))
+    gpu = Constraints("gpu", "render", tiled)
+    assert negotiate([gpu], 64, 48, ["XR24"]).modifier.name == "I915_Y_TILED"
+    assert negotiate([gpu], 64, 48, ["XR24:0x0100000000000001"]).modifier.name == "I915_X_TILED"
+    assert negotiate([gpu], 64, 48, ["BGRx:LINEAR"]).modifier.is_linear
+    with pytest.raises(NegotiationError) as info:
+        negotiate([gpu], 64, 48, ["XRGB8888:INTEL_4_TILED"])
+    (conflict,) = info.value.conflicts
+    assert conflict.attribute == "modifier"
+    assert conflict.devices[0] == "application"
+
+
+def test_cli_negotiate_with_a_gstreamer_drm_format(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from devalloc.cli import main
+
+    argv = ["negotiate", "-d", "intel-tgl:scanout", "-d", "intel-tgl:render", "--size", "64x48"]
+    assert main([*argv, "--format", "XR24:0x0100000000000001", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["modifier"] == "I915_X_TILED"
+    assert data["drm_format"] == "XR24:0x0100000000000001"
+    assert main([*argv, "--format", "NV12:0xzz"]) == 2
+    assert "drm-format 'NV12:0xzz'" in capsys.readouterr().err

@@ -37,7 +37,16 @@ from ..constraints import (
     modifier_text,
 )
 from ..errors import UsageError
-from ..formats import MAX_DIMENSION, Layout, LayoutRules, Modifier, layout, lookup_format
+from ..formats import (
+    GST_FORMATS,
+    MAX_DIMENSION,
+    Layout,
+    LayoutRules,
+    Modifier,
+    layout,
+    lookup_format,
+    parse_drm_format,
+)
 from ..formats.layout import MAX_ALIGN
 from ..formats.modifier import DRM_FORMAT_MOD_LINEAR
 from .combine import (
@@ -97,6 +106,9 @@ class Request:
     known_layout: bool = False
     counts: BufferCounts = dataclasses.field(default_factory=BufferCounts)
     slack: int = DEFAULT_SLACK
+    #: (fourcc, modifier) pairs the application pins (``--format NV12:0x...``): a pinned format
+    #: is taken with those modifiers only.
+    pins: tuple[Pair, ...] = ()
 
     def subset(self, devices: Iterable[Constraints]) -> Request:
         """The same request for some of the devices."""
@@ -157,7 +169,9 @@ def prepare(
             raise UsageError(
                 f"formats is a list of format names or fourccs (or None), not {formats!r:.80}"
             )
-        candidates = tuple(dict.fromkeys(lookup_format(f).fourcc for f in formats))
+        wanted = [_application_format(f) for f in formats]
+        candidates = tuple(dict.fromkeys(fourcc for fourcc, _pin in wanted))
+        pins = tuple(dict.fromkeys(pin for _fourcc, pin in wanted if pin is not None))
         if not candidates:
             raise UsageError("formats is empty; leave it out (None) to accept any format")
     if cpu_access not in CPU_ACCESS_VALUES:
@@ -182,7 +196,20 @@ def prepare(
         known_layout,
         counts,
         slack,
+        pins if formats is not None else (),
     )
+
+
+def _application_format(spec: str | int) -> tuple[int, Pair | None]:
+    """A format the application accepts, and the pair it pins: a drm-format with a colon
+    (``NV12:0x0100000000000002``, ``NV12:I915_Y_TILED``) or a GStreamer name for a tiled pair
+    (``NV12_4L4``) pins its modifier; any other spelling takes every modifier."""
+    if isinstance(spec, str) and (":" in spec or spec.strip() in GST_FORMATS):
+        fmt, modifier = parse_drm_format(spec)
+        if ":" in spec or not modifier.is_linear:
+            return fmt.fourcc, (fmt.fourcc, modifier.value)
+        return fmt.fourcc, None
+    return lookup_format(spec).fourcc, None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,6 +238,9 @@ def common_pairs(request: Request) -> list[Pair]:
     if request.candidates is not None:
         allowed = set(request.candidates)
         common = {p for p in common if p[0] in allowed}
+    if request.pins:
+        pinned = {fourcc for fourcc, _modifier in request.pins}
+        common = {p for p in common if p[0] not in pinned or p in request.pins}
     return list(common)
 
 
@@ -285,14 +315,19 @@ def _format_conflicts(request: Request) -> list[Conflict]:
             name_list([modifier_text(m) for f, m in d.pairs if f == fourcc], limit=6)
             for d in devices
         ]
+        labels = list(request.labels)
+        pinned = [modifier_text(m) for f, m in request.pins if f == fourcc]
+        if pinned:
+            labels.insert(0, APPLICATION)
+            offers.insert(0, name_list(pinned))
         name = format_text(fourcc)
         conflicts.append(
             Conflict(
                 "modifier",
-                request.labels,
+                tuple(labels),
                 tuple(offers),
                 f"no common modifier for {name}: "
-                + ", ".join(f"{d.label} offers {o}" for d, o in zip(devices, offers, strict=True)),
+                + ", ".join(f"{d} offers {o}" for d, o in zip(labels, offers, strict=True)),
                 f"a copy step that converts {name} between these modifiers (re-tiling), or list"
                 " a modifier every device really supports (LINEAR is never implied)",
             )
