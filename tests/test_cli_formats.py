@@ -26,7 +26,42 @@ def test_formats_table(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize("spec", ["0x0100000000000002", "I915_Y_TILED", "i915_y_tiled"])
 def test_modifier_by_value_and_name(spec: str, capsys: pytest.CaptureFixture[str]) -> None:
     data = _json(["modifier", spec], capsys)
-    assert data == {"value": "0x0100000000000002", "vendor": "INTEL", "name": "I915_Y_TILED"}
+    assert data == {
+        "value": "0x0100000000000002",
+        "vendor": "INTEL",
+        "name": "I915_Y_TILED",
+        "spellings": {
+            "devalloc": "I915_Y_TILED",
+            "modetest": "INTEL_Y_TILED",
+            "modetest_exact": True,
+            "vendor": "INTEL",
+            "macro": "I915_FORMAT_MOD_Y_TILED",
+            "hex": "0x0100000000000002",
+        },
+    }
+
+
+def test_modifier_as_modetest_prints_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 15: what modetest prints reads back, and is printed back in that form."""
+    assert cli.main(["modifier", "ARM_BLOCK_SIZE=16x16,MODE=YTR|SPARSE"]) == 0
+    assert capsys.readouterr().out == (
+        "0x0800000000000051  ARM_AFBC(16x16,YTR,SPARSE)\n"
+        "  modetest  ARM_BLOCK_SIZE=16x16,MODE=YTR|SPARSE\n"
+    )
+    assert cli.main(["modifier", "INTEL_Y_TILED"]) == 0
+    assert capsys.readouterr().out == (
+        "0x0100000000000002  I915_Y_TILED\n"
+        "  modetest  INTEL_Y_TILED\n"
+        "  macro     I915_FORMAT_MOD_Y_TILED\n"
+    )
+
+
+def test_formats_table_shows_gstreamer_names(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["formats"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "gstreamer" in lines[0]
+    xrgb = next(line for line in lines if line.startswith("XRGB8888 "))
+    assert xrgb.split()[-2:] == ["BGRx", "XBGR32"]
 
 
 def test_layout_json(capsys: pytest.CaptureFixture[str]) -> None:

@@ -40,6 +40,7 @@ from .formats import (
     format_table,
     layout,
     lookup_format,
+    modifier_spellings,
     parse_modifier,
     parse_size,
 )
@@ -144,24 +145,33 @@ def _cmd_formats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
-    print(f"{'name':<14} {'fourcc':<6} {'planes':>6}  {'yuv':<3} {'alpha':<5} {'sub':<5} v4l2")
+    print(
+        f"{'name':<14} {'fourcc':<6} {'planes':>6}  {'yuv':<3} {'alpha':<5} {'sub':<5}"
+        f" {'gstreamer':<10} v4l2"
+    )
     for row in rows:
         sub = f"{row['hsub']}x{row['vsub']}"
         v4l2 = ",".join(str(v) for v in row["v4l2"])  # type: ignore[attr-defined]
+        gst = row["gstreamer"] or "-"
         print(
             f"{row['name']!s:<14} {row['fourcc_str']!s:<6} {row['planes']!s:>6}  "
             f"{'yes' if row['is_yuv'] else 'no':<3} {'yes' if row['has_alpha'] else 'no':<5} "
-            f"{sub:<5} {v4l2}"
+            f"{sub:<5} {gst!s:<10} {v4l2}"
         )
     return EXIT_OK
 
 
 def _cmd_modifier(args: argparse.Namespace) -> int:
     mod = parse_modifier(int_or_text(args.modifier))
+    spellings = modifier_spellings(mod)
     if args.json:
-        print(json.dumps(mod.to_dict(), indent=2))
+        print(json.dumps({**mod.to_dict(), "spellings": spellings}, indent=2))
     else:
         print(f"0x{mod.value:016x}  {mod}")
+        exact = "" if spellings["modetest_exact"] else "  (libdrm does not print every bit)"
+        print(f"  modetest  {spellings['modetest']}{exact}")
+        if spellings["macro"] is not None:
+            print(f"  macro     {spellings['macro']}")
     return EXIT_OK
 
 
@@ -216,10 +226,15 @@ def build_parser() -> argparse.ArgumentParser:
         "modifier",
         help="decode a DRM format modifier (number or name)",
         epilog="examples:\n  devalloc modifier 0x0100000000000002\n"
-        "  devalloc modifier I915_Y_TILED",
+        "  devalloc modifier I915_Y_TILED\n  devalloc modifier I915_FORMAT_MOD_Y_TILED\n"
+        "  devalloc modifier 'ARM_BLOCK_SIZE=16x16,MODE=YTR|SPARSE'   (as modetest prints it)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    mod.add_argument("modifier", help="a 64-bit value (0x...) or a name such as LINEAR")
+    mod.add_argument(
+        "modifier",
+        help="a 64-bit value (0x...) or a name: devalloc's, drm_fourcc.h's, or as modetest and"
+        " weston print it (INTEL_Y_TILED)",
+    )
     mod.add_argument("--json", action="store_true", help="machine-readable output")
     mod.set_defaults(func=_cmd_modifier)
 
@@ -229,7 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  devalloc layout NV12 1920x1080 --pitch-align 64 --height-align 16",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    lay.add_argument("format", help="DRM format name or fourcc (NV12, XR24, 0x3231564e)")
+    lay.add_argument(
+        "format",
+        help="a format: DRM name or fourcc (NV12, XR24, 0x3231564e), GStreamer or V4L2 name",
+    )
     lay.add_argument("size", help="WIDTHxHEIGHT, e.g. 1920x1080")
     lay.add_argument("--modifier", default="LINEAR", help="modifier value or name (LINEAR)")
     lay.add_argument("--pitch-align", type=int_at_least(1), default=1, metavar="N")
