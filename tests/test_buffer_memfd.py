@@ -112,10 +112,12 @@ def test_forgotten_buffer_is_closed_with_a_resource_warning() -> None:
     assert_fd_closed(fd)
 
 
-def test_fd_resource_rejects_non_fds() -> None:
-    for bad in (-1, True, "3"):
-        with pytest.raises(ValueError, match="not a file descriptor"):
+def test_fd_resource_rejects_non_fds_with_a_usage_error() -> None:
+    before = open_fds()
+    for bad in (-1, True, "3", None, 1.5, 2**31, 2**63):
+        with pytest.raises(UsageError, match="thing: not a file descriptor"):
             FdResource(bad, description="thing")  # type: ignore[arg-type]
+    assert open_fds() == before
 
 
 def test_memfd_seals() -> None:

@@ -34,6 +34,7 @@ from .errors import ClosedResourceError, UsageError, error_from_oserror
 
 _RETRY_ERRNOS = (errno.EINTR, errno.EAGAIN)
 _MAX_RETRIES = 1000
+_FD_MAX = 2**31 - 1  # fds are C ints
 
 
 def _close_forgotten(fd: int, description: str) -> None:
@@ -54,14 +55,18 @@ class FdResource:
         fd: the fd to own; from now on this object closes it.
         description: what it is, for messages and warnings (``"dma-heap system"``).
         path: the device node or file it was opened from, if any.
+
+    Raises:
+        UsageError: ``fd`` is not a file descriptor number (an int in [0, 2**31)); the caller
+            still owns whatever it passed.
     """
 
     _fd: int = -1
 
     def __init__(self, fd: int, *, description: str, path: str | None = None) -> None:
         self._fd = -1
-        if not isinstance(fd, int) or isinstance(fd, bool) or fd < 0:
-            raise ValueError(f"{description}: not a file descriptor: {fd!r}")
+        if not isinstance(fd, int) or isinstance(fd, bool) or not 0 <= fd <= _FD_MAX:
+            raise UsageError(f"{description}: not a file descriptor: {fd!r:.80}")
         self.description = description
         self.path = path
         self._fd = fd  # last: a failure above leaves nothing for __del__ to close
