@@ -94,7 +94,11 @@ def service(policy: str | None = None, extra: Sequence[str] = ()) -> Iterator[Se
     proc = subprocess.Popen(args, stderr=subprocess.PIPE)
     served = Served(proc, path, directory)
     try:
-        wait_for(lambda: proc.poll() is not None or _answers(path), "the service to listen")
+        wait_for(
+            lambda: proc.poll() is not None or _answers(path),
+            "the service to listen",
+            timeout=120,  # a TCG VM imports slowly
+        )
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         yield served
     finally:
