@@ -12,7 +12,9 @@ the service, SIGHUP re-reads the policy.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import resource
 import sys
 
 from ..allocator import Allocator
@@ -51,6 +53,15 @@ def register(sub: SubParsers) -> None:
     parser.set_defaults(func=_run)
 
 
+def _raise_fd_limit() -> None:
+    """Every client costs the service two fds (socket, pidfd) plus buffers in flight: take the
+    hard limit of open files, not the usual soft 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def _ready() -> None:
     notify("READY=1")
 
@@ -59,6 +70,7 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="devalloc serve: %(levelname)s %(message)s"
     )
+    _raise_fd_limit()
     policy = Policy.load(args.policy) if args.policy else Policy()
     listener = listen_fds()
     path = None
@@ -71,9 +83,13 @@ def _run(args: argparse.Namespace) -> int:
         listener.close()
         raise
     with Service(
-        listener, allocator=allocator, policy=policy, policy_path=args.policy, socket_path=path
+        listener,
+        allocator=allocator,
+        policy=policy,
+        policy_path=args.policy,
+        socket_path=path,
+        own_allocator=True,
     ) as service:
-        service._own_allocator = True
         service.install_signals()
         logging.getLogger("devalloc.service").info(
             "serving on %s", path or "the socket systemd passed"

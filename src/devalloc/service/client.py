@@ -37,6 +37,7 @@ from ..allocator import Allocation, UsageSpec
 from ..buffer import Buffer
 from ..constraints import Constraints, CpuAccess, load_constraints
 from ..errors import ClosedResourceError, DevallocError, UsageError
+from ..formats import fourcc_to_str
 from ..heaps.properties import HeapProperties
 from ..heaps.registry import HeapId
 from ..negotiate import Plan
@@ -279,7 +280,7 @@ class ServiceClient:
             "allow_cpu_only": allow_cpu_only,
         }
         if formats is not None:
-            fields["formats"] = [str(f) for f in formats]
+            fields["formats"] = _formats(formats)
         if name is not None:
             fields["name"] = name
         _check_types(fields)
@@ -308,7 +309,7 @@ class ServiceClient:
             "allow_cpu_only": allow_cpu_only,
         }
         if formats is not None:
-            fields["formats"] = [str(f) for f in formats]
+            fields["formats"] = _formats(formats)
         _check_types(fields)
         reply, _ = self._request("create", **fields)
         token = reply.get("token")
@@ -488,6 +489,21 @@ def _close_fds(fds: list[int]) -> None:
         if fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def _formats(formats: Sequence[str | int]) -> list[str]:
+    """Candidate formats as names on the wire (a fourcc number becomes its four characters)."""
+    if isinstance(formats, str | bytes) or not isinstance(formats, Sequence):
+        raise UsageError(f"formats is a list of format names or fourccs, not {formats!r:.80}")
+    names: list[str] = []
+    for f in formats:
+        if isinstance(f, int) and not isinstance(f, bool):
+            names.append(fourcc_to_str(f))
+        elif isinstance(f, str):
+            names.append(f)
+        else:
+            raise UsageError(f"a format is a name or a fourcc number, not {f!r:.80}")
+    return names
 
 
 def _check_types(fields: dict[str, Any]) -> None:

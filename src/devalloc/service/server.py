@@ -67,6 +67,7 @@ from .protocol import (
 __all__ = [
     "DEFAULT_SOCKET",
     "MAX_CLIENTS",
+    "MAX_PER_UID",
     "MAX_QUEUED",
     "Service",
     "listen",
@@ -78,8 +79,13 @@ __all__ = [
 DEFAULT_SOCKET = "/run/devalloc/socket"
 #: Connections served at once; more are closed at accept.
 MAX_CLIENTS = 1024
+#: Connections of one uid at once (one user cannot take every slot).
+MAX_PER_UID = 256
 #: Packets waiting for one client before it counts as not reading and is disconnected.
 MAX_QUEUED = 256
+#: Buffer fds waiting for one client (sent buffers the service still holds) before it counts as
+#: not reading and is disconnected.
+MAX_QUEUED_FDS = 4 * MAX_FDS
 #: Malformed packets one connection may send before it is disconnected.
 MAX_ERRORS = 64
 #: Packets read from one client per turn of the loop (fairness).
@@ -242,6 +248,7 @@ class Service:
         policy: the policy (default: the built-in one).
         policy_path: the file SIGHUP re-reads.
         socket_path: a socket file to remove at exit (one :func:`listen` made).
+        own_allocator: close ``allocator`` with the service (default: only one it made).
     """
 
     def __init__(
@@ -252,9 +259,10 @@ class Service:
         policy: Policy | None = None,
         policy_path: str | None = None,
         socket_path: str | None = None,
+        own_allocator: bool | None = None,
     ) -> None:
         self._listener = listener
-        self._own_allocator = allocator is None
+        self._own_allocator = allocator is None if own_allocator is None else own_allocator
         self.allocator = allocator if allocator is not None else Allocator()
         self.policy = policy if policy is not None else Policy()
         self.policy_path = policy_path
@@ -388,6 +396,13 @@ class Service:
             except OSError:
                 sock.close()  # gone already
                 continue
+            if sum(1 for c in self._conns.values() if c.ident.uid == ident.uid) >= MAX_PER_UID:
+                log.warning(
+                    "refused %s: %d connections of uid %d", ident.describe(), MAX_PER_UID, ident.uid
+                )
+                os.close(pidfd)
+                sock.close()
+                continue
             sock.setblocking(False)
             conn = _Connection(next(self._keys), sock, ident, pidfd)
             self._conns[conn.key] = conn
@@ -448,6 +463,11 @@ class Service:
             if request_id is not None or request["op"] != "release":
                 self._reply(conn, error_reply(request_id, exc))
             return
+        except Exception as exc:  # a bug: this request fails, the client and the others do not
+            log.exception("internal error serving %s for %s", request["op"], conn.ident.describe())
+            failure = ServiceError(f"internal error serving {request['op']}: {exc!r:.200}")
+            self._reply(conn, error_reply(request_id, failure))
+            return
         if request_id is None and not fds:
             return
         reply = {"id": request_id, "ok": True, **reply}
@@ -471,9 +491,10 @@ class Service:
         if conn.sock is None:
             _finish(out)
             return
-        if len(conn.queue) >= MAX_QUEUED:
+        waiting_fds = sum(len(o.fds) for o in conn.queue) + len(out.fds)
+        if len(conn.queue) >= MAX_QUEUED or waiting_fds > MAX_QUEUED_FDS:
             _finish(out)
-            self._disconnected(conn, f"does not read its replies ({MAX_QUEUED} waiting)")
+            self._disconnected(conn, f"does not read its replies ({len(conn.queue)} waiting)")
             return
         conn.queue.append(out)
         self._flush(conn)

@@ -1,0 +1,103 @@
+"""The service loop in a thread of the test process: limits that protect the other clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from devalloc.allocator import Allocator
+from devalloc.constraints import Constraints
+from devalloc.formats import fourcc_code
+from devalloc.negotiate import Plan
+from devalloc.service import ServiceError, connect
+from devalloc.service import server as server_module
+from devalloc.service.protocol import VERSION
+from devalloc.service.server import Service, listen
+
+from ._service_helpers import wait_for
+
+YUYV = Constraints("cam", "out", ((fourcc_code("YUYV"), 0),))
+
+
+class _BrokenPlanner(Allocator):
+    """An allocator with a bug in plan() for one width."""
+
+    def plan(self, width: int, height: int, **kwargs: Any) -> Plan:
+        if width == 13:
+            raise RuntimeError("a bug")
+        return super().plan(width, height, **kwargs)
+
+
+@pytest.fixture
+def inproc(tmp_path: object) -> Iterator[tuple[Service, str]]:
+    path = os.path.join(str(tmp_path), "socket")
+    service = Service(
+        listen(path),
+        allocator=_BrokenPlanner(discover_devices=False),
+        own_allocator=True,
+        socket_path=path,
+    )
+    thread = threading.Thread(target=service.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield service, path
+    finally:
+        service.stop()
+        thread.join(timeout=20)
+        service.close()
+    assert not os.path.exists(path)
+
+
+def test_a_bug_fails_the_request_not_the_client(inproc: tuple[Service, str]) -> None:
+    _, path = inproc
+    with connect(path, timeout=20) as c:
+        with pytest.raises(ServiceError, match="internal error serving allocate: RuntimeError"):
+            c.allocate(13, 8, usages=[YUYV], allow_cpu_only=True)
+        with c.allocate(
+            16, 8, usages=[YUYV], formats=[fourcc_code("YUYV")], allow_cpu_only=True
+        ) as result:
+            assert result.plan.format.name == "YUYV"
+
+
+def test_one_uid_cannot_take_every_connection(
+    inproc: tuple[Service, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, path = inproc
+    monkeypatch.setattr(server_module, "MAX_PER_UID", 2)
+    with connect(path, timeout=20) as a, connect(path, timeout=20) as b:
+        a.hello()
+        b.hello()
+        with (
+            pytest.raises(ServiceError, match="closed the connection"),
+            connect(path, timeout=20) as third,
+        ):
+            third.hello()
+        a.hello()
+
+
+def test_a_client_that_does_not_read_is_disconnected(inproc: tuple[Service, str]) -> None:
+    service, path = inproc
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock, connect(path) as good:
+        sock.connect(path)
+        sock.settimeout(10)
+        request = json.dumps({"v": VERSION, "op": "status", "id": 1}).encode()
+        sent = _send_until_refused(sock, request)
+        assert sent > server_module.MAX_QUEUED
+        wait_for(lambda: len(service.books.clients) == 1, "the service to drop the client")
+        assert good.hello()["client"]["pid"] == os.getpid()
+
+
+def _send_until_refused(sock: socket.socket, request: bytes) -> int:
+    """Send ``request`` until the service closes the connection; how many were sent."""
+    for sent in range(100_000):
+        try:
+            sock.send(request)
+        except (BrokenPipeError, ConnectionResetError):
+            return sent
+    raise AssertionError("the service never gave up on a client that does not read")
