@@ -149,6 +149,10 @@ def test_a_scenario_takes_the_worst_combination_per_class() -> None:
     data = sizing.to_json()
     assert data["classes"] == sizing.classes
     assert data["cma_bytes"] == sizing.cma_bytes
+    worst = next(c for c in data["combinations"] if c["name"] == data["worst"])
+    # the webcam's own YUYV frames are system memory: 1280 x 720 x 2 bytes x 4
+    assert worst["naive_classes"]["system"] == 1280 * 720 * 2 * 4
+    assert sum(worst["naive_classes"].values()) == worst["naive_bytes"]
     # the copy path: the webcam's own buffers are system memory, the panel's contiguous
     copy = next(p for p in sizing.worst.pipelines if p.name == "webcam-display-copy")
     assert [(g.role, g.memory_class) for g in copy.groups] == [

@@ -80,7 +80,8 @@ def test_two_boots_at_the_answer_and_one_a_granule_below(tmp_path: Path) -> None
     assert all(b.endswith("-m kernel tests/kernel/test_sizing.py") for b in boots)
     assert "cma=24M (exhausted): ok exhausted" in done.stdout
     assert "alloc_ms=12.5" in done.stdout
-    assert "devalloc cma_bytes=27262976 (cma=26M) naive=24883200" in done.stdout
+    summary = "devalloc cma_bytes=27262976 (cma=26M) naive contiguous w*h*bpp*count=24883200"
+    assert summary in done.stdout
     assert "boots: 26M:ok 26M:ok 24M:ok" in done.stdout
 
 

@@ -34,7 +34,7 @@ import json, sys
 data = json.load(open(sys.argv[1]))
 worst = next(c for c in data["combinations"] if c["name"] == data["worst"])
 classes = ",".join(f"{k}={v}" for k, v in data["classes"].items())
-print(data["cma_bytes"], worst["naive_bytes"], classes)
+print(data["cma_bytes"], worst["naive_classes"].get("contiguous", 0), classes)
 PY
 )
   mib=$((answer >> 20))
@@ -71,7 +71,7 @@ PY
     case "$line" in ok*) ;; *) status=1; tail -n 30 "$work/vm.log" ;; esac
     results="$results ${cma}M:${line%% *}"
   done
-  summary+=("$scenario: devalloc cma_bytes=$answer (cma=${mib}M) naive=$naive classes=$classes boots:$results")
+  summary+=("$scenario: devalloc cma_bytes=$answer (cma=${mib}M) naive contiguous w*h*bpp*count=$naive classes=$classes boots:$results")
 done
 echo
 echo "prove-sizing summary (full kernel, CMA heap 'reserved'):"

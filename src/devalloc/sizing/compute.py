@@ -131,17 +131,22 @@ class PipelineSize:
         """The pipeline's name."""
         return self.pipeline.name
 
-    def naive(self) -> int:
-        """The integrator's rule of thumb: width x height x bytes per pixel x count, per group
-        (no alignment, no padding rows, no page rounding)."""
-        total = 0.0
+    def naive_by_class(self) -> dict[str, int]:
+        """The integrator's rule of thumb per memory class: width x height x bytes per pixel x
+        count, per group (no alignment, no padding rows, no page rounding)."""
+        found: dict[str, int] = {}
         for group in self.groups:
             fmt = group.plan.format
             bits = sum(
                 b / ((fmt.hsub * fmt.vsub) if i else 1) for i, b in enumerate(fmt.bits_per_pixel)
             )
-            total += self.pipeline.width * self.pipeline.height * bits / 8 * group.count
-        return int(total)
+            value = int(self.pipeline.width * self.pipeline.height * bits / 8 * group.count)
+            found[group.memory_class] = found.get(group.memory_class, 0) + value
+        return found
+
+    def naive(self) -> int:
+        """The rule of thumb over every class."""
+        return sum(self.naive_by_class().values())
 
     def bytes_by_class(self) -> dict[str, int]:
         """Memory class -> bytes."""
@@ -177,6 +182,14 @@ class SizedCombination:
     def naive(self) -> int:
         """The sum of the pipelines' naive estimates."""
         return sum(p.naive() for p in self.pipelines)
+
+    def naive_by_class(self) -> dict[str, int]:
+        """The pipelines' naive estimates per memory class."""
+        found: dict[str, int] = {}
+        for pipe in self.pipelines:
+            for cls, value in pipe.naive_by_class().items():
+                found[cls] = found.get(cls, 0) + value
+        return _ordered_classes(found)
 
 
 @dataclass(frozen=True)
@@ -279,6 +292,7 @@ def _combination_json(comb: SizedCombination) -> dict[str, object]:
         "classes": comb.classes,
         "cma_bytes": comb.cma_bytes,
         "naive_bytes": comb.naive,
+        "naive_classes": comb.naive_by_class(),
         "cma_buffers": [size for _p, _r, size in comb.cma_order],
         "pipelines": [
             {
