@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import socket
 import threading
@@ -122,6 +123,7 @@ class ServiceClient:
         self._sock = sock
         self._closing = False
         self._held: set[int] = set()  # ids of received buffers not closed yet
+        self._plans: dict[str, Plan] = {}
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
         self._events: deque[tuple[dict[str, Any], list[int]]] = deque()
@@ -409,6 +411,19 @@ class ServiceClient:
 
     # --- replies -> Allocation -----------------------------------------------------------------
 
+    def _plan(self, data: object) -> Plan:
+        """The Plan of a reply (``Plan.from_json`` checks it; the same plan is read once)."""
+        key = json.dumps(data, sort_keys=True)
+        plan = self._plans.get(key)
+        if plan is None:
+            if not isinstance(data, dict):
+                raise ProtocolError("the service's allocation holds no plan")
+            plan = Plan.from_json(data)
+            if len(self._plans) >= 64:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
+
     def _allocation(self, description: object, fds: list[int]) -> Allocation:
         try:
             if not isinstance(description, dict):
@@ -419,7 +434,7 @@ class ServiceClient:
                     f"the service described {len(entries) if isinstance(entries, list) else 0}"
                     f" buffers but sent {len(fds)} fds"
                 )
-            plan = Plan.from_json(description["plan"])
+            plan = self._plan(description["plan"])
             props = HeapProperties(**description["heap"])
         except (KeyError, TypeError, ValueError) as exc:
             _close_fds(fds)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -41,12 +42,13 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, Generic, Self, TypeVar
 
 from .. import __version__
 from ..allocator import Allocation, Allocator, UsageSpec, heap_request
 from ..constraints import Constraints
 from ..errors import DevallocError, UsageError
+from ..heaps.properties import HeapProperties
 from ..negotiate import NegotiationError
 from ..profiles import profile_names
 from .books import Books, memory_class
@@ -88,11 +90,14 @@ MAX_QUEUED = 256
 MAX_QUEUED_FDS = 4 * MAX_FDS
 #: Malformed packets one connection may send before it is disconnected.
 MAX_ERRORS = 64
+#: Entries of each of the service's caches (parsed usages, quota pre-checks, plan JSON).
+CACHE_SIZE = 256
 #: Packets read from one client per turn of the loop (fairness).
 _BURST = 32
 _UCRED = struct.Struct("3i")
 
 log = logging.getLogger("devalloc.service")
+_T = TypeVar("_T")
 
 
 # --- systemd -------------------------------------------------------------------------------------
@@ -268,6 +273,16 @@ class Service:
         self.policy_path = policy_path
         self.socket_path = socket_path
         self.books = Books()
+        # live device names and paths, and bundled profiles: what a text usage may name
+        self._names = set(profile_names())
+        for device in self.allocator.discovery.devices():
+            self._names.add(device.name)
+            path = getattr(device, "path", None)
+            if isinstance(path, str):
+                self._names.add(path)
+        self._usage_cache: _Cache[tuple[UsageSpec, ...]] = _Cache()
+        self._needs_cache: _Cache[tuple[list[int], str]] = _Cache()
+        self._plan_json: _Cache[dict[str, Any]] = _Cache()
         self.collections: dict[str, Collection] = {}
         self._conns: dict[int, _Connection] = {}
         self._lingering: dict[int, _Connection] = {}  # pid -> closed connection, process alive
@@ -613,28 +628,53 @@ class Service:
 
     def _usages(self, raw: list[Any]) -> list[UsageSpec]:
         """Wire usages -> the allocator's: Constraints from JSON, or the name of a live device or
-        bundled profile. The service never opens a path a client names."""
+        bundled profile. The service never opens a path a client names. (Cached by the wire
+        form: the same usages are parsed once.)"""
+        key = json.dumps(raw, sort_keys=True)
+        cached = self._usage_cache.get(key)
+        if cached is not None:
+            return list(cached)
         out: list[UsageSpec] = []
-        profiles = set(profile_names())
-        live: set[str] = set()
-        for device in self.allocator.discovery.devices():
-            live.add(device.name)
-            path = getattr(device, "path", None)
-            if isinstance(path, str):
-                live.add(path)
         for usage in raw:
             if isinstance(usage, dict):
                 out.append(Constraints.from_json(usage["constraints"]))
                 continue
             name = usage.rpartition(":")[0] if ":" in usage else usage
-            if usage not in live and name not in live and name not in profiles:
+            if usage not in self._names and name not in self._names:
                 raise UsageError(
                     f"usage {usage!r:.80}: not a live device or bundled profile of the service;"
                     " the service does not read files for clients: send the device file's"
                     " constraints (devalloc.connect() does this for a device file)"
                 )
             out.append(usage)
+        self._usage_cache.put(key, tuple(out))
         return out
+
+    def _needs(self, request: dict[str, Any], usages: list[UsageSpec]) -> tuple[list[int], str]:
+        """The buffer sizes of one image and the memory class a request asks for, from its plan
+        (cached by the request's wire form: this is only the quota check before allocating;
+        the books take the sizes and heap of what was allocated)."""
+        fields = ("usages", "width", "height", "formats", "cpu_access", "prefer_uncached")
+        key = json.dumps([request[f] for f in fields], sort_keys=True)
+        cached = self._needs_cache.get(key)
+        if cached is not None:
+            return cached
+        plan = self.allocator.plan(
+            request["width"],
+            request["height"],
+            usages=usages,
+            formats=request["formats"],
+            cpu_access=request["cpu_access"],
+            prefer_uncached=request["prefer_uncached"],
+        )
+        wanted = heap_request(plan)
+        memory = "protected" if wanted.protected else "contiguous" if wanted.contiguous else ""
+        needs = (
+            list(plan.layout.buffer_sizes or ((plan.layout.size or 0),)),
+            memory or "scattered",
+        )
+        self._needs_cache.put(key, needs)
+        return needs
 
     def _charge_check(
         self,
@@ -669,26 +709,14 @@ class Service:
     def _op_allocate(self, conn: _Connection, request: dict[str, Any]) -> _Result:
         usages = self._usages(request["usages"])
         count = request["count"]
-        plan = self.allocator.plan(
-            request["width"],
-            request["height"],
-            usages=usages,
-            formats=request["formats"],
-            cpu_access=request["cpu_access"],
-            prefer_uncached=request["prefer_uncached"],
-        )
-        sizes = list(plan.layout.buffer_sizes or ((plan.layout.size or 0),)) * count
+        image, memory = self._needs(request, usages)
+        sizes = image * count
         if len(sizes) > MAX_FDS:
             raise UsageError(
-                f"{count} images of {len(sizes) // count} buffers are {len(sizes)} fds, more than"
+                f"{count} images of {len(image)} buffers are {len(sizes)} fds, more than"
                 f" one reply carries ({MAX_FDS}); allocate fewer at a time"
             )
-        wanted = heap_request(plan)
-        self._charge_check(
-            [conn.key],
-            sizes,
-            "protected" if wanted.protected else "contiguous" if wanted.contiguous else "scattered",
-        )
+        self._charge_check([conn.key], sizes, memory)
         result = self.allocator.allocate(
             request["width"],
             request["height"],
@@ -707,7 +735,7 @@ class Service:
             buffers = [b for image in result.images for b in image]
             self._charge_check([conn.key], [b.size for b in buffers], memory)
             ids = self.books.hand_out(conn.key, [(b.size, memory) for b in buffers])
-            description = _describe(result, ids, request.get("name"))
+            description = _describe(result, ids, request.get("name"), self._plan_json)
         except BaseException:
             result.close()
             raise
@@ -868,7 +896,7 @@ class Service:
         assert ids is not None
         coll.state = "allocated"
         self.collections.pop(coll.token, None)
-        description = _describe(result, ids, None)
+        description = _describe(result, ids, None, self._plan_json)
         self._event(
             coll,
             {"state": "allocated", "allocation": description},
@@ -908,7 +936,24 @@ def _rule(exc: DevallocError) -> tuple[str, ...]:
     return (rule,) if isinstance(rule, str) else ()
 
 
-def _describe(result: Allocation, ids: Sequence[int], name: object) -> dict[str, Any]:
+class _Cache(Generic[_T]):
+    """A small dict cache, emptied when it reaches :data:`CACHE_SIZE` entries."""
+
+    def __init__(self) -> None:
+        self._items: dict[object, _T] = {}
+
+    def get(self, key: object) -> _T | None:
+        return self._items.get(key)
+
+    def put(self, key: object, value: _T) -> None:
+        if len(self._items) >= CACHE_SIZE:
+            self._items.clear()
+        self._items[key] = value
+
+
+def _describe(
+    result: Allocation, ids: Sequence[int], name: object, plans: _Cache[dict[str, Any]]
+) -> dict[str, Any]:
     buffers = []
     index = 0
     for i, image in enumerate(result.images):
@@ -923,15 +968,25 @@ def _describe(result: Allocation, ids: Sequence[int], name: object) -> dict[str,
                 }
             )
             index += 1
+    plan = plans.get(result.plan)
+    if plan is None:
+        plan = result.plan.to_json()
+        plans.put(result.plan, plan)
     return {
-        "plan": result.plan.to_json(),
-        "heap": result.heap_properties.to_json(),
+        "plan": plan,
+        "heap": _heap_json(result.heap_properties),
         "buffers": buffers,
         "verdicts": [str(v) for v in result.verdicts],
         "unverified": list(result.unverified),
         "notes": list(result.notes),
         "name": name,
     }
+
+
+@functools.lru_cache(maxsize=64)
+def _heap_json(props: HeapProperties) -> dict[str, Any]:
+    """A heap's properties as JSON (the same few heaps serve every request)."""
+    return props.to_json()
 
 
 def _finish(out: _Outgoing) -> None:
