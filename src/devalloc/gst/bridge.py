@@ -23,10 +23,15 @@ duplicate of the memory's fd, and a Layout read from the GstVideoMeta (or from t
 info where the buffer has none), so devalloc can verify, account and CPU-access them.
 
 Not provided: a GstBufferPool that upstream elements allocate from through the ALLOCATION query.
-From Python on 1.22 a pool subclass must override ``alloc_buffer``, whose out-parameter buffer
-PyGObject cannot return with the transfer GStreamer expects (the pool would either leak the
-buffer or reach into its refcount); a small C element, or ``gst-python``'s newer overrides,
-would make it clean. Pushing through ``appsrc`` needs none of that.
+On 1.22 from Python neither way to answer that query is clean (both tried): a pad probe sees the
+query through PyGObject's wrapper, which holds a second reference, so
+``gst_query_add_allocation_pool`` fails its ``gst_query_is_writable`` assertion (a CRITICAL);
+and an element written in Python (a GstBaseSink with ``do_propose_allocation``) makes GStreamer
+log "The created element should be floating, this is probably caused by faulty bindings" (a
+CRITICAL) when it is created. Making either work would mean reaching into refcounts. A small C
+element (a sink or a pass-through that proposes a pool of devalloc-made dma-bufs), or newer
+bindings that hand vfuncs and probes writable mini-objects, would make it possible. Pushing
+through ``appsrc`` needs none of that.
 """
 
 from __future__ import annotations
