@@ -491,3 +491,39 @@ def test_bad_token_is_a_collection_error(client: ServiceClient) -> None:
 
 def test_policy_error_is_a_quota_error_subclass() -> None:
     assert issubclass(PolicyError, QuotaError)
+
+
+def test_cli_alloc_through_the_service(served: Served) -> None:
+    """``devalloc alloc --service PATH``: the same arguments as ``devalloc alloc``."""
+    import devalloc
+
+    command = [sys.executable, "-m", "devalloc.cli", "alloc", "--service", served.path]
+    out = subprocess.run(
+        [*command, "-d", "uvc-webcam", "--size", "64x48", "--cpu-only", "--count", "2", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert len(data["buffers"]) == 2
+    assert data["heap"]["kind"] == "memfd"
+    failed = subprocess.run(
+        [*command, "-d", "uvc-webcam", "--size", "64x48", "--format", "XR24", "--cpu-only"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert failed.returncode == 3, failed.stderr
+    assert "no plan" in failed.stdout
+    assert "Traceback" not in failed.stderr
+    absent = subprocess.run(
+        [*command[:-1], served.path + ".absent", "-d", "uvc-webcam", "--size", "8x8"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert absent.returncode == 1
+    assert "no devalloc service at" in absent.stderr
+    with devalloc.connect(served.path) as client:
+        assert isinstance(client, ServiceClient)

@@ -17,6 +17,7 @@ import importlib.machinery
 import sys
 import types
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from . import limits as limits
 from .buffer import AccessMode as AccessMode
@@ -34,7 +35,20 @@ from .heaps.udmabuf import Memfd as Memfd
 from .heaps.udmabuf import UdmabufDevice as UdmabufDevice
 from .system import survey as survey
 
+if TYPE_CHECKING:
+    from .service.client import ServiceClient
+
 __version__ = "0.1.0"
+
+
+def connect(path: str | None = None, *, timeout: float | None = 60.0) -> ServiceClient:
+    """A client of the devalloc service (``devalloc serve``): its ``allocate()`` takes the
+    arguments of ``Allocator.allocate`` and returns the same ``Allocation`` (see
+    :mod:`devalloc.service`). Imported on first use."""
+    from .service.client import connect as _connect
+
+    return _connect(path, timeout=timeout)
+
 
 # Modules that moved into subsystem packages keep their old import paths: ``import devalloc.kms``
 # gives the module ``devalloc.drm.kms`` itself (one module object, not a copy), loaded on first use.

@@ -22,7 +22,18 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-from .commands import alloc, bench, devices, examples, heaps, negotiate, ps, size
+from .commands import (
+    alloc,
+    bench,
+    devices,
+    examples,
+    heaps,
+    negotiate,
+    ps,
+    serve,
+    service,
+    size,
+)
 from .commands._common import (
     EXIT_FAILURE,
     EXIT_NO_PLAN,
@@ -61,7 +72,18 @@ __all__ = [
 #: The modules of :mod:`devalloc.commands` whose ``register(sub)`` adds sub-commands, in help
 #: order. Listed here, not found by listing the package directory at run time: a directory the
 #: process cannot read (a clone inside a 0700 directory, privileges dropped) must not lose commands.
-COMMANDS: tuple[ModuleType, ...] = (alloc, bench, devices, examples, heaps, negotiate, ps, size)
+COMMANDS: tuple[ModuleType, ...] = (
+    alloc,
+    bench,
+    devices,
+    examples,
+    heaps,
+    negotiate,
+    ps,
+    size,
+    serve,
+    service,
+)
 
 _SELFTEST_BYTES = 1 << 20
 

@@ -15,9 +15,11 @@ import sys
 from typing import Any
 
 from ..allocator import Allocation, Allocator
-from ..constraints import CPU_ACCESS_VALUES
+from ..constraints import CPU_ACCESS_VALUES, Constraints, load_constraints
+from ..errors import DevallocError
 from ..formats import parse_size
 from ..negotiate import NegotiationError
+from ..service.client import ServiceClient, connect
 from ._common import (
     EXIT_NO_PLAN,
     EXIT_OK,
@@ -68,6 +70,14 @@ def register(sub: SubParsers) -> None:
         help="fall back to CPU-only memfd buffers when no device-importable heap fits",
     )
     parser.add_argument("--name", type=utf8_text, help="dma-buf name prefix (shown by devalloc ps)")
+    parser.add_argument(
+        "--service",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="allocate through the devalloc service (devalloc serve) at PATH (default: "
+        "$DEVALLOC_SOCKET or /run/devalloc/socket) instead of opening the heaps here",
+    )
     add_json_flag(parser)
     parser.set_defaults(func=_run)
 
@@ -104,9 +114,20 @@ def print_allocation(result: Allocation) -> None:
         print(f"note: {note}")
 
 
+def _local_constraints(spec: str) -> list[Constraints]:
+    """A usage's constraints for the failure report of a service allocation, when this process
+    can read them (a profile or device file; none for a live device only the service sees)."""
+    try:
+        return load_constraints(spec)
+    except DevallocError:
+        return []
+
+
 def _run(args: argparse.Namespace) -> int:
     width, height = parse_size(args.size)
-    with Allocator() as alloc:
+    alloc: Allocator | ServiceClient
+    alloc = Allocator() if args.service is None else connect(args.service or None)
+    with alloc:
         try:
             result = alloc.allocate(
                 width,
@@ -120,7 +141,11 @@ def _run(args: argparse.Namespace) -> int:
                 name=args.name,
             )
         except NegotiationError as exc:
-            devices = [c for spec in args.device for c, _ in alloc.resolve(spec)]
+            devices = (
+                [c for spec in args.device for c, _ in alloc.resolve(spec)]
+                if isinstance(alloc, Allocator)
+                else [c for spec in args.device for c in _local_constraints(spec)]
+            )
             if args.json:
                 print_json(
                     {

@@ -22,9 +22,10 @@ def register(sub: SubParsers) -> None:
     parser = sub.add_parser(
         "service",
         help="ask the devalloc service (devalloc serve) about its clients and books",
-        description="Talk to a running devalloc service.",
+        description="Talk to a running devalloc service (without a command: status).",
     )
-    commands = parser.add_subparsers(dest="service_command", metavar="COMMAND", required=True)
+    parser.set_defaults(func=_status, socket=None, json=False)  # `devalloc service`: status
+    commands = parser.add_subparsers(dest="service_command", metavar="COMMAND")
     status = commands.add_parser(
         "status",
         help="per client and per collection: buffers and bytes by memory class",
