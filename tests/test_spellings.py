@@ -488,3 +488,22 @@ def test_cli_negotiate_with_a_gstreamer_drm_format(capsys: pytest.CaptureFixture
     assert data["drm_format"] == "XR24:0x0100000000000001"
     assert main([*argv, "--format", "NV12:0xzz"]) == 2
     assert "drm-format 'NV12:0xzz'" in capsys.readouterr().err
+
+
+def test_pipeline_files_take_spellings_and_pins() -> None:
+    from devalloc.negotiate import negotiate
+    from devalloc.pipeline import loads_pipeline
+
+    pipe = loads_pipeline(
+        'name = "p"\nwidth = 64\nheight = 48\n'
+        'formats = ["BGRx", "XR24:0x0100000000000001", "NV12_4L4", "I420"]\n'
+        '[[devices]]\nprofile = "intel-tgl"\nusage = "render"\n'
+    )
+    assert pipe.formats == (
+        "XRGB8888",
+        "XRGB8888:0x0100000000000001",
+        "NV12:0x0600000000000001",
+        "YUV420",
+    )
+    plan = negotiate(pipe.constraints(), pipe.width, pipe.height, pipe.formats)
+    assert (plan.format.name, plan.modifier.name) == ("XRGB8888", "I915_X_TILED")

@@ -51,7 +51,7 @@ from .constraints import (
     load_device_file,
 )
 from .errors import UsageError
-from .formats import MAX_DIMENSION, lookup_format
+from .formats import GST_FORMATS, MAX_DIMENSION, lookup_format, parse_drm_format
 from .negotiate.combine import DEFAULT_SLACK
 from .profiles import profile_names, profile_path
 
@@ -122,7 +122,8 @@ class Pipeline:
         height: image height in pixels.
         devices: one entry per ``[[devices]]`` table, in file order.
         description: free text.
-        formats: the application's candidate formats (DRM names, best first); None for any.
+        formats: the application's candidate formats (DRM names, best first; ``NAME:0x...`` for
+            a pinned (format, modifier) pair); None for any.
         cpu_access: the application's own CPU access.
         count: how many buffers the application wants: fixed when ``count_fixed`` (the file says
             ``count``), else 1 and the plan's negotiated count decides.
@@ -319,6 +320,17 @@ def _read_device(
     return PipelineDevice(profile, usage, path, chosen), base
 
 
+def _application_format(item: str) -> str:
+    """A format's DRM name; a pinned pair (drm-format ``NV12:0x...``, a tiled GStreamer name such
+    as ``NV12_4L4``) as ``NAME:0x<modifier>``, which negotiation reads as a pin."""
+    if ":" in item or item.strip() in GST_FORMATS:
+        fmt, modifier = parse_drm_format(item)
+        if ":" in item or not modifier.is_linear:
+            return f"{fmt.name}:{modifier.hex}"
+        return fmt.name
+    return lookup_format(item).name
+
+
 def _read_formats(reader: _Reader, data: Mapping[str, object]) -> tuple[str, ...] | None:
     if "formats" not in data:
         return None
@@ -330,7 +342,7 @@ def _read_formats(reader: _Reader, data: Mapping[str, object]) -> tuple[str, ...
         if not isinstance(item, str):
             raise reader.fail(("formats",), f"[{i}] must be a format name, not {item!r}")
         try:
-            names.append(lookup_format(item).name)
+            names.append(_application_format(item))
         except UsageError as exc:
             raise reader.fail(("formats",), f"[{i}]: {exc}") from None
     return tuple(dict.fromkeys(names))
