@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-#: The service's command line (``devalloc serve``, without the full CLI).
-SERVE = [sys.executable, "-m", "devalloc.service", "serve", "--no-discover"]
+#: The service's command line: ``devalloc serve`` (as the systemd unit runs it).
+SERVE = [sys.executable, "-m", "devalloc.cli", "serve", "--no-discover"]
 #: An unprivileged uid/gid (nobody).
 NOBODY = 65534
 
