@@ -486,6 +486,8 @@ def test_cli_negotiate_with_a_gstreamer_drm_format(capsys: pytest.CaptureFixture
     data = json.loads(capsys.readouterr().out)
     assert data["modifier"] == "I915_X_TILED"
     assert data["drm_format"] == "XR24:0x0100000000000001"
+    assert main([*argv, "--format", "BGRx:LINEAR"]) == 0
+    assert "  gstreamer drm-format XR24, raw format BGRx" in capsys.readouterr().out.splitlines()
     assert main([*argv, "--format", "NV12:0xzz"]) == 2
     assert "drm-format 'NV12:0xzz'" in capsys.readouterr().err
 

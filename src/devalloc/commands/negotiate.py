@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from ..constraints import CPU_ACCESS_VALUES, Constraints, load_constraints
-from ..formats import parse_size
+from ..formats import gst_format_name, parse_size
 from ..negotiate import NegotiationError, Plan, negotiate
 from ._common import EXIT_NO_PLAN, EXIT_OK, SubParsers, add_json_flag, print_json
 
@@ -102,6 +102,9 @@ def print_plan(plan: Plan, explain: bool) -> None:
     print(f"plan for {parties} at {plan.width}x{plan.height}")
     print(f"  format    {plan.format.name} (fourcc {plan.format.fourcc_str})")
     print(f"  modifier  {plan.modifier.name} ({plan.modifier.hex})")
+    if plan.drm_format is not None:
+        gst = gst_format_name(plan.format, plan.modifier) if plan.modifier.is_linear else None
+        print(f"  gstreamer drm-format {plan.drm_format}" + (f", raw format {gst}" if gst else ""))
     if lay.size is None:
         print(f"  size      decided by the exporter: {lay.note}")
     else:
