@@ -131,3 +131,26 @@ def _alive(pid: int) -> bool:
     """The child is still running (not a zombie waiting to be reaped by Child.result)."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as f:
         return f.read().rpartition(")")[2].split()[0] != "Z"
+
+
+def _many(path: str, allocations: int) -> object:
+    with connect(path, timeout=120) as client:
+        for _ in range(allocations):
+            with (
+                client.allocate(32, 32, usages=[YUYV], cpu_access="w", allow_cpu_only=True) as r,
+                r.buffers[0].cpu_access("w") as view,
+            ):
+                view[0] = 1
+    return allocations
+
+
+def test_many_concurrent_clients() -> None:
+    """100 client processes at once, each allocating and closing: no error, books back to 0."""
+    with service() as served, connect(served.path, timeout=60) as observer:
+        observer.hello()
+        baseline = served.fds()
+        clients = [start(functools.partial(_many, served.path, 10), uid=None) for _ in range(100)]
+        results = [c.result(timeout=300) for c in clients]
+        assert [r.get("ok") for r in results] == [10] * 100, [r for r in results if "ok" not in r]
+        assert observer.status()["books"]["buffers"] == 0
+        wait_for(lambda: served.fds() <= baseline, "the service's fds to return to the baseline")
