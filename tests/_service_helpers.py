@@ -81,11 +81,15 @@ def _answers(path: str) -> bool:
 
 
 @contextlib.contextmanager
-def service(policy: str | None = None, extra: Sequence[str] = ()) -> Iterator[Served]:
-    """``devalloc serve --socket DIR/socket [--policy DIR/policy.toml]`` as a subprocess."""
+def service(
+    policy: str | None = None, extra: Sequence[str] = (), *, discover: bool = False
+) -> Iterator[Served]:
+    """``devalloc serve --socket DIR/socket [--policy DIR/policy.toml]`` as a subprocess
+    (``--no-discover`` unless ``discover``: live devices are looked for)."""
     directory = open_directory()
     path = os.path.join(directory, "socket")
-    args = [*SERVE, "--socket", path, *extra]
+    serve = SERVE if not discover else [a for a in SERVE if a != "--no-discover"]
+    args = [*serve, "--socket", path, *extra]
     if policy is not None:
         policy_path = os.path.join(directory, "policy.toml")
         with open(policy_path, "w", encoding="utf-8") as f:

@@ -15,12 +15,14 @@ from collections.abc import Iterator
 import pytest
 
 from devalloc.accounting import read_bufinfo
+from devalloc.buffer import Buffer
 from devalloc.constraints import Constraints
+from devalloc.devices.discover import discover
 from devalloc.formats import fourcc_code
 from devalloc.service import ServiceClient, connect
 
-from .._service_helpers import NOBODY, run, service, start_holding, wait_for
-from ..conftest import require
+from .._service_helpers import NOBODY, run, service, start, start_holding, wait_for
+from ..conftest import need, require
 
 pytestmark = pytest.mark.kernel
 
@@ -127,3 +129,72 @@ def test_killed_client_buffers_are_freed_by_the_kernel(root_only_heap: None) -> 
         )
         with observer.allocate(64, 64, usages=[YUYV]) as result:  # still serving
             assert result.buffers[0].info().exp_name == "system"
+
+
+def test_two_unprivileged_processes_share_a_system_heap_collection(root_only_heap: None) -> None:
+    with service() as served, connect(served.path) as creator:
+        token = creator.create_collection(320, 240, participants=2)
+        pattern = bytes(range(256)) * 16
+
+        def participant(access: str) -> object:
+            with connect(served.path, timeout=60) as c:
+                c.join(token, usages=[YUYV], cpu_access=access, count=1)  # type: ignore[arg-type]
+                with c.commit(token, timeout=60) as shared:
+                    buf = shared.buffers[0]
+                    if access == "w":
+                        with buf.cpu_access("w") as view:
+                            view[: len(pattern)] = pattern
+                        return {"inode": buf.info().inode, "exp": buf.info().exp_name}
+                    wait_for(lambda: _first_bytes(buf) == pattern, "the writer's pattern", 60)
+                    return {"inode": buf.info().inode, "exp": buf.info().exp_name}
+
+        reader = start(lambda: participant("r"))
+        writer = start(lambda: participant("w"))
+        got_w, got_r = writer.result(timeout=120), reader.result(timeout=120)
+    assert "ok" in got_w, got_w
+    assert "ok" in got_r, got_r
+    assert got_w["ok"]["exp"] == "system"  # type: ignore[index]
+    assert got_w["ok"]["inode"] == got_r["ok"]["inode"]  # type: ignore[index]
+
+
+def _first_bytes(buf: Buffer) -> bytes:
+    with buf.cpu_access("r") as view:
+        return bytes(view[:4096])
+
+
+def test_service_verifies_its_buffers_on_live_devices(root_only_heap: None) -> None:
+    need("vivid", "vgem")
+    cams = [
+        d.name
+        for d in discover().v4l2
+        if d.name.startswith("vivid") and any(c.usage == "capture" for c in d.usages)
+    ]
+    require(bool(cams), "no vivid capture node")
+    with service(discover=True) as served:
+
+        def client() -> object:
+            with (
+                connect(served.path, timeout=120) as c,
+                c.allocate(
+                    640,
+                    480,
+                    usages=[(cams[0], "capture"), "vgem"],
+                    formats=["YUYV"],
+                    count=2,
+                    verify=True,
+                    frames=2,
+                    cpu_access="r",
+                ) as result,
+            ):
+                return {
+                    "heap": result.heap_properties.kind,
+                    "verified": [n for n in result.notes if n.startswith("verified")],
+                    "exp": result.buffers[0].info().exp_name,
+                }
+
+        result = run(client)
+    assert "ok" in result, result
+    got = result["ok"]
+    assert isinstance(got, dict)
+    assert got["heap"] == "dma-heap"
+    assert len(got["verified"]) == 2, got
