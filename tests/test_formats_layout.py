@@ -248,3 +248,15 @@ def test_intel_tiling_properties(name: str, width: int, height: int, modifier: s
     tile_w, tile_h = (512, 8) if modifier == "I915_X_TILED" else (128, 32)
     check(lay, LayoutRules())
     assert all(p.pitch % tile_w == 0 and p.rows % tile_h == 0 for p in lay.planes)
+
+
+def test_a_huge_unknown_format_name_is_refused_short_and_without_suggestions() -> None:
+    """difflib over a 100,000-character name took seconds; the message must stay one short line."""
+    from devalloc.formats.fourcc import MAX_SUGGEST_LENGTH, closest_names
+
+    assert closest_names("N" * (MAX_SUGGEST_LENGTH + 1), ["NV12", "NV21"]) == []
+    assert closest_names("NV1", ["NV12", "NV21"]) == ["NV12", "NV21"]
+    with pytest.raises(UsageError) as info:
+        lookup_format("Q" * 100_000)
+    assert len(str(info.value)) < 300
+    assert "100000 characters" in str(info.value)

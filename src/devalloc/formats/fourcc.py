@@ -20,6 +20,7 @@ import difflib
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from .._toml import shown
 from ..errors import UsageError
 
 __all__ = [
@@ -322,9 +323,17 @@ def format_names() -> list[str]:
     return list(FORMATS)
 
 
+#: Texts longer than this get no close-match suggestions (names in every table are far shorter).
+MAX_SUGGEST_LENGTH = 64
+
+
 def closest_names(text: str, names: list[str], n: int = 3) -> list[str]:
     """Up to ``n`` of ``names`` closest to ``text``: longest common prefix first, then similarity
-    (difflib), then table order."""
+    (difflib), then table order. A text longer than :data:`MAX_SUGGEST_LENGTH` gets none: no name
+    is that long, and difflib's cost grows with the text's length (a 100,000-character name took
+    seconds)."""
+    if len(text) > MAX_SUGGEST_LENGTH:
+        return []
     text = text.upper()
 
     def prefix(name: str) -> int:
@@ -353,7 +362,7 @@ def _unknown(key: object) -> UsageError:
     if gst:
         hint += f"; GStreamer's {gst[0]} (case as written) is DRM {GST_FORMATS[gst[0]][0].name}"
     return UsageError(
-        f"unknown pixel format {key!r}{hint} (`devalloc formats` lists all {len(_TABLE)})"
+        f"unknown pixel format {shown(key)}{hint} (`devalloc formats` lists all {len(_TABLE)})"
     )
 
 
