@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -15,8 +16,9 @@ from devalloc.allocator import Allocator
 from devalloc.constraints import Constraints
 from devalloc.formats import fourcc_code
 from devalloc.negotiate import Plan
-from devalloc.service import ServiceError, connect
+from devalloc.service import QuotaError, ServiceError, connect
 from devalloc.service import server as server_module
+from devalloc.service.policy import Policy
 from devalloc.service.protocol import VERSION
 from devalloc.service.server import Service, listen
 
@@ -34,24 +36,28 @@ class _BrokenPlanner(Allocator):
         return super().plan(width, height, **kwargs)
 
 
-@pytest.fixture
-def inproc(tmp_path: object) -> Iterator[tuple[Service, str]]:
-    path = os.path.join(str(tmp_path), "socket")
+@contextlib.contextmanager
+def _serving(path: str, allocator: Allocator, policy: Policy | None = None) -> Iterator[Service]:
+    """A Service at ``path`` whose loop runs in a thread."""
     service = Service(
-        listen(path),
-        allocator=_BrokenPlanner(discover_devices=False),
-        own_allocator=True,
-        socket_path=path,
+        listen(path), allocator=allocator, own_allocator=True, policy=policy, socket_path=path
     )
     thread = threading.Thread(target=service.serve_forever, daemon=True)
     thread.start()
     try:
-        yield service, path
+        yield service
     finally:
         service.stop()
         thread.join(timeout=20)
         service.close()
     assert not os.path.exists(path)
+
+
+@pytest.fixture
+def inproc(tmp_path: object) -> Iterator[tuple[Service, str]]:
+    path = os.path.join(str(tmp_path), "socket")
+    with _serving(path, _BrokenPlanner(discover_devices=False)) as service:
+        yield service, path
 
 
 def test_a_bug_fails_the_request_not_the_client(inproc: tuple[Service, str]) -> None:
@@ -101,3 +107,16 @@ def _send_until_refused(sock: socket.socket, request: bytes) -> int:
         except (BrokenPipeError, ConnectionResetError):
             return sent
     raise AssertionError("the service never gave up on a client that does not read")
+
+
+def test_quotas_hold_for_a_uid_not_a_connection(tmp_path: object) -> None:
+    path = os.path.join(str(tmp_path), "socket")
+    policy = Policy.from_text("[default]\nmax_buffers = 2\n", "p.toml")
+    with (
+        _serving(path, Allocator(discover_devices=False), policy),
+        connect(path, timeout=20) as a,
+        connect(path, timeout=20) as b,
+        a.allocate(8, 8, usages=[YUYV], count=2, allow_cpu_only=True),
+        pytest.raises(QuotaError, match="uid 0 would hold 3"),
+    ):
+        b.allocate(8, 8, usages=[YUYV], allow_cpu_only=True)

@@ -111,6 +111,19 @@ class Books:
         books = self.clients.get(key)
         return books.usage() if books is not None else Usage()
 
+    def usage_of_uid(self, uid: int) -> Usage:
+        """What every client of ``uid`` holds together (a buffer shared between two of its
+        connections counted once): what quotas are checked against."""
+        holdings: dict[int, Holding] = {}
+        collections: set[str] = set()
+        for books in self.clients.values():
+            if books.ident.uid == uid:
+                holdings.update(books.holdings)
+                collections |= books.collections
+        nbytes = sum(h.size for h in holdings.values())
+        contiguous = sum(h.size for h in holdings.values() if h.memory == "contiguous")
+        return Usage(nbytes, len(holdings), len(collections), contiguous)
+
     def hand_out(
         self,
         key: int,

@@ -223,7 +223,7 @@ class Policy:
     def check(
         self,
         ident: Identity,
-        after: Usage,
+        after: Usage,  # what ident's uid would hold (all its connections)
         *,
         contiguous: bool,
         protected: bool,
@@ -258,8 +258,9 @@ class Policy:
         ):
             if value > int(setting.value):
                 raise QuotaError(
-                    f"{who} would hold {value} ({key}) through the service, above its quota of"
-                    f" {setting.value} set by {setting.rule}; release buffers or raise {key}",
+                    f"{who}: uid {ident.uid} would hold {value} ({key}) through the service, above"
+                    f" its quota of {setting.value} set by {setting.rule}; release buffers or"
+                    f" raise {key}",
                     f"{setting.rule}: {key} = {setting.value}",
                 )
         for value, setting, key in (

@@ -411,7 +411,8 @@ class Service:
             except OSError:
                 sock.close()  # gone already
                 continue
-            if sum(1 for c in self._conns.values() if c.ident.uid == ident.uid) >= MAX_PER_UID:
+            mine = sum(1 for c in self._conns.values() if c.ident.uid == ident.uid and c.sock)
+            if mine >= MAX_PER_UID:
                 log.warning(
                     "refused %s: %d connections of uid %d", ident.describe(), MAX_PER_UID, ident.uid
                 )
@@ -684,11 +685,12 @@ class Service:
         new_collection: bool = False,
     ) -> None:
         """Refuse (QuotaError/PolicyError naming the rule) unless every client in ``keys`` may
-        take ``sizes`` more bytes of ``memory`` class."""
+        take ``sizes`` more bytes of ``memory`` class. Quotas hold for a uid: what all its
+        connections hold together (more connections do not mean more quota)."""
         total_bytes, total_buffers = self.books.totals()
         for key in keys:
             conn = self._conns[key]
-            now = self.books.usage(key)
+            now = self.books.usage_of_uid(conn.ident.uid)
             extra = sum(sizes)
             after = Usage(
                 now.bytes + extra,
