@@ -122,15 +122,26 @@ def test_unprivileged_client_gets_buffers_named_by_identity(served: Served) -> N
                 with buf.cpu_access("r") as view:
                     ok = bytes(view[:256]) == bytes(range(256))
                 name = os.readlink(f"/proc/self/fd/{buf.fileno()}")
-            return {"uid": os.getuid(), "hello": hello["client"], "ok": ok, "name": name}
+                others = [e for e in c.status()["books"]["clients"] if e["uid"] != os.getuid()]
+            return {
+                "uid": os.getuid(),
+                "hello": hello["client"],
+                "ok": ok,
+                "name": name,
+                "others": others,
+            }
 
-    result = run(child)
+    with connect(served.path) as root:  # a root client the unprivileged one must not see
+        root.hello()
+        assert any(e["uid"] == 0 for e in root.status()["books"]["clients"])
+        result = run(child)
     assert "ok" in result, result
     got = result["ok"]
     assert isinstance(got, dict)
     assert got["uid"] == NOBODY
     assert got["hello"]["uid"] == NOBODY
     assert got["ok"] is True
+    assert got["others"] == []  # root's own connection is not shown to uid 65534
     # The memfd's name is the service's buffer name: devalloc:<comm>:<pid>:<n>
     assert f":{got['hello']['pid']}:0" in got["name"]
     assert "devalloc:" in got["name"]

@@ -601,6 +601,9 @@ class Service:
     def _op_status(self, conn: _Connection, request: dict[str, Any]) -> _Result:
         books = self.books.to_json()
         clients = books["clients"]
+        if conn.ident.uid != 0:  # other users' processes are not an unprivileged client's business
+            clients = [c for c in clients if c["uid"] == conn.ident.uid]
+            books["clients"] = clients
         if len(clients) > 100:
             books["clients"] = clients[:100]
             books["clients_omitted"] = len(clients) - 100
