@@ -19,7 +19,7 @@ from devalloc.negotiate import Plan
 from devalloc.service import QuotaError, ServiceError, connect
 from devalloc.service import server as server_module
 from devalloc.service.policy import Policy
-from devalloc.service.protocol import VERSION
+from devalloc.service.protocol import PLAN_SLOTS, VERSION
 from devalloc.service.server import Service, listen
 
 from ._service_helpers import wait_for
@@ -120,3 +120,15 @@ def test_quotas_hold_for_a_uid_not_a_connection(tmp_path: object) -> None:
         pytest.raises(QuotaError, match="uid 0 would hold 3"),
     ):
         b.allocate(8, 8, usages=[YUYV], allow_cpu_only=True)
+
+
+def test_plan_slots_wrap_and_stay_right(inproc: tuple[Service, str]) -> None:
+    """A plan sent once is named by its slot afterwards; more plans than slots reuse slots and
+    every allocation still carries its own plan."""
+    _, path = inproc
+    with connect(path, timeout=20) as c:
+        for width in [*range(16, 16 + 2 * (PLAN_SLOTS + 6), 2), 16, 18, 16]:
+            with c.allocate(width, 8, usages=[YUYV], allow_cpu_only=True) as result:
+                assert result.plan.width == width
+                assert result.buffers[0].layout == result.plan.layout
+        assert len(c._plans) == PLAN_SLOTS

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import os
 import socket
 import threading
@@ -44,6 +43,7 @@ from ..heaps.registry import HeapId
 from ..negotiate import Plan
 from .protocol import (
     MAX_FDS,
+    PLAN_SLOTS,
     CollectionError,
     ProtocolError,
     Received,
@@ -123,7 +123,7 @@ class ServiceClient:
         self._sock = sock
         self._closing = False
         self._held: set[int] = set()  # ids of received buffers not closed yet
-        self._plans: dict[str, Plan] = {}
+        self._plans: dict[int, Plan] = {}  # plan_slot -> the plan the service put there
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
         self._events: deque[tuple[dict[str, Any], list[int]]] = deque()
@@ -411,17 +411,25 @@ class ServiceClient:
 
     # --- replies -> Allocation -----------------------------------------------------------------
 
-    def _plan(self, data: object) -> Plan:
-        """The Plan of a reply (``Plan.from_json`` checks it; the same plan is read once)."""
-        key = json.dumps(data, sort_keys=True)
-        plan = self._plans.get(key)
-        if plan is None:
-            if not isinstance(data, dict):
-                raise ProtocolError("the service's allocation holds no plan")
-            plan = Plan.from_json(data)
-            if len(self._plans) >= 64:
-                self._plans.clear()
-            self._plans[key] = plan
+    def _plan(self, description: dict[str, Any]) -> Plan:
+        """The Plan of an allocation: its JSON (checked by ``Plan.from_json``), kept in
+        ``plan_slot`` when one is named, or the plan kept in that slot before."""
+        slot = description.get("plan_slot")
+        if slot is not None and (
+            isinstance(slot, bool) or not isinstance(slot, int) or not 0 <= slot < PLAN_SLOTS
+        ):
+            raise ProtocolError(f"the service named plan slot {slot!r:.40}")
+        data = description.get("plan")
+        if data is None:
+            plan = self._plans.get(slot) if slot is not None else None
+            if plan is None:
+                raise ProtocolError(f"the service named plan slot {slot!r:.40}, which is empty")
+            return plan
+        if not isinstance(data, dict):
+            raise ProtocolError("the service's allocation holds no plan")
+        plan = Plan.from_json(data)
+        if slot is not None:
+            self._plans[slot] = plan
         return plan
 
     def _allocation(self, description: object, fds: list[int]) -> Allocation:
@@ -434,7 +442,7 @@ class ServiceClient:
                     f"the service described {len(entries) if isinstance(entries, list) else 0}"
                     f" buffers but sent {len(fds)} fds"
                 )
-            plan = self._plan(description["plan"])
+            plan = self._plan(description)
             props = HeapProperties(**description["heap"])
         except (KeyError, TypeError, ValueError) as exc:
             _close_fds(fds)

@@ -42,6 +42,7 @@ __all__ = [
     "ERROR_KINDS",
     "MAX_FDS",
     "MAX_MESSAGE",
+    "PLAN_SLOTS",
     "REQUESTS",
     "VERSION",
     "CollectionError",
@@ -68,6 +69,9 @@ MAX_MESSAGE: Final = 65536
 MAX_FDS: Final = 64
 #: The largest number of buffers one allocation hands out (every buffer is one fd).
 MAX_BUFFERS: Final = MAX_FDS
+#: Plans a client keeps for its connection (``plan_slot`` 0..PLAN_SLOTS-1): an allocation names
+#: the slot of a plan it sent before instead of sending it again.
+PLAN_SLOTS: Final = 64
 #: Largest image side, count, and text lengths accepted on the wire.
 MAX_DIMENSION: Final = 65536
 MAX_TEXT: Final = 256

@@ -49,13 +49,14 @@ from ..allocator import Allocation, Allocator, UsageSpec, heap_request
 from ..constraints import Constraints
 from ..errors import DevallocError, UsageError
 from ..heaps.properties import HeapProperties
-from ..negotiate import NegotiationError
+from ..negotiate import NegotiationError, Plan
 from ..profiles import profile_names
 from .books import Books, memory_class
 from .collections import Collection
 from .policy import Identity, Policy, Usage
 from .protocol import (
     MAX_FDS,
+    PLAN_SLOTS,
     CollectionError,
     ProtocolError,
     Received,
@@ -208,6 +209,8 @@ class _Connection:
     queue: collections.deque[_Outgoing] = field(default_factory=collections.deque)
     errors: int = 0
     writing: bool = False
+    plan_slots: dict[int, int] = field(default_factory=dict)  # plan id -> the client's slot
+    next_slot: int = 0
 
 
 def _identity(sock: socket.socket) -> Identity:
@@ -282,7 +285,8 @@ class Service:
                 self._names.add(path)
         self._usage_cache: _Cache[tuple[UsageSpec, ...]] = _Cache()
         self._needs_cache: _Cache[tuple[list[int], str]] = _Cache()
-        self._plan_json: _Cache[dict[str, Any]] = _Cache()
+        self._plans: _Cache[tuple[int, dict[str, Any]]] = _Cache()  # Plan -> (id, JSON)
+        self._plan_ids = iter(range(1, 1 << 62))
         self.collections: dict[str, Collection] = {}
         self._conns: dict[int, _Connection] = {}
         self._lingering: dict[int, _Connection] = {}  # pid -> closed connection, process alive
@@ -740,11 +744,36 @@ class Service:
             buffers = [b for image in result.images for b in image]
             self._charge_check([conn.key], [b.size for b in buffers], memory)
             ids = self.books.hand_out(conn.key, [(b.size, memory) for b in buffers])
-            description = _describe(result, ids, request.get("name"), self._plan_json)
+            plan = self._plan_for(conn, result.plan)
+            description = _describe(result, ids, request.get("name"), plan)
         except BaseException:
             result.close()
             raise
         return {"allocation": description}, [b.fileno() for b in buffers], result.close
+
+    def _plan_entry(self, plan: Plan) -> tuple[int, dict[str, Any]]:
+        """A plan's service-wide id and JSON (made once per distinct plan)."""
+        entry = self._plans.get(plan)
+        if entry is None:
+            entry = (next(self._plan_ids), plan.to_json())
+            self._plans.put(plan, entry)
+        return entry
+
+    def _plan_for(self, conn: _Connection, plan: Plan) -> dict[str, Any]:
+        """``{"plan_slot": k}`` when this client holds the plan in its slot k already, else
+        the plan's JSON and the slot to keep it in (round robin over :data:`PLAN_SLOTS`): a
+        client allocating the same thing again gets a few bytes, not the whole plan."""
+        plan_id, data = self._plan_entry(plan)
+        slot = conn.plan_slots.get(plan_id)
+        if slot is not None:
+            return {"plan_slot": slot}
+        slot = conn.next_slot
+        conn.next_slot = (slot + 1) % PLAN_SLOTS
+        for old, taken in list(conn.plan_slots.items()):
+            if taken == slot:
+                del conn.plan_slots[old]
+        conn.plan_slots[plan_id] = slot
+        return {"plan": data, "plan_slot": slot}
 
     def _op_release(self, conn: _Connection, request: dict[str, Any]) -> _Result:
         released = self.books.release(conn.key, request["buffers"] or [])
@@ -901,7 +930,7 @@ class Service:
         assert ids is not None
         coll.state = "allocated"
         self.collections.pop(coll.token, None)
-        description = _describe(result, ids, None, self._plan_json)
+        description = _describe(result, ids, None, {"plan": self._plan_entry(result.plan)[1]})
         self._event(
             coll,
             {"state": "allocated", "allocation": description},
@@ -957,8 +986,9 @@ class _Cache(Generic[_T]):
 
 
 def _describe(
-    result: Allocation, ids: Sequence[int], name: object, plans: _Cache[dict[str, Any]]
+    result: Allocation, ids: Sequence[int], name: object, plan: dict[str, Any]
 ) -> dict[str, Any]:
+    """An allocation on the wire; ``plan`` holds ``plan`` (its JSON), ``plan_slot`` or both."""
     buffers = []
     index = 0
     for i, image in enumerate(result.images):
@@ -973,12 +1003,8 @@ def _describe(
                 }
             )
             index += 1
-    plan = plans.get(result.plan)
-    if plan is None:
-        plan = result.plan.to_json()
-        plans.put(result.plan, plan)
     return {
-        "plan": plan,
+        **plan,
         "heap": _heap_json(result.heap_properties),
         "buffers": buffers,
         "verdicts": [str(v) for v in result.verdicts],
