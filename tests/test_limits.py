@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import pathlib
 import pickle
+import random
+import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -22,6 +25,7 @@ from devalloc.heaps.properties import HeapRequest
 from devalloc.heaps.registry import HeapRegistry
 
 from .conftest import assert_fd_closed, open_fds
+from .test_pool_signals import Tick, ticking  # noqa: F401 (the fixture, used by name)
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 GIB = 1 << 30
@@ -385,3 +389,55 @@ def test_through_the_registry_the_total_is_charged_once(caps: None) -> None:
             buf.close()
         assert limits.in_use() == base
         assert reg.stats(heap).live_bytes == 0
+
+
+# -- signals: an exception from a signal handler anywhere in allocate/close loses no charge ------
+
+
+def _interrupted_cycles(allocate: Callable[[], devalloc.Buffer], cycles: int) -> int:
+    """``cycles`` allocate + close cycles, each with a one-shot timer armed to fire somewhere in
+    it (the delays spread over about one cycle's length); whatever the caller got is closed once
+    the timer is off. Returns how many cycles a tick interrupted."""
+    rng = random.Random(12)
+    interrupted = 0
+    for _ in range(cycles):
+        buf: devalloc.Buffer | None = None
+        try:
+            signal.setitimer(signal.ITIMER_REAL, rng.uniform(1e-6, 30e-6))
+            buf = allocate()
+            buf.close()
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        except Tick:
+            interrupted += 1  # one-shot: it has fired, no other tick can come
+        if buf is not None:
+            with contextlib.suppress(Tick):  # (close is idempotent)
+                buf.close()
+    gc.collect()  # buffers lost to a tick are closed (and discharged) by __del__
+    return interrupted
+
+
+# a buffer made just before a tick never reaches the caller: __del__ closes it with a warning
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.usefixtures("ticking")
+def test_ticks_during_memfd_allocations_lose_no_charge(caps: None) -> None:
+    heap = MemfdHeap()
+    heap.allocate(PAGE).close()
+    base = limits.in_use()
+    interrupted = _interrupted_cycles(lambda: heap.allocate(PAGE), 3000)
+    assert interrupted >= 300, f"only {interrupted} cycles were interrupted"
+    assert limits.in_use() == base
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.usefixtures("ticking")
+def test_ticks_near_the_cap_lose_no_charge(caps: None) -> None:
+    """With the total cap two pages above what is held, every charge takes the locked path."""
+    heap = MemfdHeap()
+    base = limits.in_use()
+    limits.set_limits(max_buffer=PAGE, max_total=base + 2 * PAGE)
+    held = heap.allocate(PAGE)
+    interrupted = _interrupted_cycles(lambda: heap.allocate(PAGE), 2000)
+    assert interrupted >= 200, f"only {interrupted} cycles were interrupted"
+    assert limits.in_use() == base + PAGE
+    held.close()
+    assert limits.in_use() == base

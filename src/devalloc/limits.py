@@ -38,12 +38,38 @@ The environment variables ``DEVALLOC_MAX_BUFFER`` and ``DEVALLOC_MAX_TOTAL`` (by
 optional K/M/G/T suffix: ``512M``, ``2G``) replace the machine's values, and :func:`set_limits`
 replaces both in code.
 
-The hot path is one lock section: the total of live charges is kept as a number, and closes only
-append their size to a log (a C-level ``list.append``, no Python frame on close) that is folded
-into the total once :data:`FOLD_BYTES` have been charged since the last fold, or when a charge
-would cross the cap (so a refusal is exact). Charges may run from
-any thread; after ``fork`` the child keeps its copy of the total (it holds copies of the parent's
-buffers) with a fresh lock.
+The hot path takes no lock (charges run at allocation rate; a lock's acquire and release cost
+about as much as the rest of a small allocation's Python code). It relies only on operations
+that are atomic under the GIL because they run no Python code: ``list.append``, ``len``, and
+reading or writing one module global. Charges and closes are *logged* (``log_charge(size)``,
+``discharge(size)``: ``list.append``), and the logs are folded into the live total under the lock,
+only on the slow path. A charge is logged first and admitted second:
+
+- the fast path admits a logged charge of at most :data:`fast_max` (<= :data:`SLOT`) bytes when
+  ``len(charges) <= bound``, where each fold publishes ``bound = (max_total - live) // SLOT``
+  (``live``: the total the fold just computed);
+- anything else goes to :func:`admit`, which folds under the lock (counting the logged charge)
+  and decides exactly against both caps.
+
+Why the bound is conservative: every entry of the charge log is at most SLOT bytes once it is
+admitted (a larger charge is only ever admitted by :func:`admit`, after a fold has counted it),
+and releases only lower the total, so while ``bound`` is published the live total is at most
+``live + len(charges) * SLOT``; a charge admitted at ``len(charges) <= bound`` therefore keeps it
+at or below ``max_total``. A fold sets ``bound = -1`` *before* it moves entries out of the log and
+publishes the new bound only after the new ``live`` is stored, and a fast charge reads the log's
+length before ``bound``: so a charge never pairs a shortened log with an old bound (it may pair
+an old, longer log with a new bound, which is only stricter). Charges logged while a fold runs
+stay in the log and are counted by the next one. A refusal comes only from :func:`admit`, after a
+fold, so it is exact (up to charges other threads logged but have not yet finished).
+
+Signals: the heaps log the charge as the first statement of a ``try`` whose handler discharges
+it, and CPython raises a signal handler's exception only between bytecodes, after a call returns
+(never before the ``append`` inside it): an exception anywhere in that ``try`` finds the charge
+logged, and one before it finds nothing logged. No lock is held on the fast path, and the slow
+path's lock is a ``with`` section.
+
+Charges may run from any thread; after ``fork`` the child keeps its copy of the total (it holds
+copies of the parent's buffers) with a fresh lock.
 """
 
 from __future__ import annotations
@@ -51,6 +77,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Sized
 from dataclasses import dataclass
 
 from .errors import AllocationLimitError, UsageError
@@ -58,14 +85,18 @@ from .errors import AllocationLimitError, UsageError
 __all__ = [
     "BUFFER_VARIABLE",
     "CLOSE_HOOKS",
+    "SLOT",
     "TOTAL_VARIABLE",
     "MachineLimits",
+    "admit",
     "cgroup_memory_max",
     "charge",
+    "charges",
     "check",
     "check_buffer",
     "discharge",
     "in_use",
+    "log_charge",
     "machine_limits",
     "max_buffer",
     "max_total",
@@ -79,9 +110,6 @@ __all__ = [
 BUFFER_VARIABLE = "DEVALLOC_MAX_BUFFER"
 #: The environment variable that sets the cap on this process's live total.
 TOTAL_VARIABLE = "DEVALLOC_MAX_TOTAL"
-#: Bytes charged after a fold before the next charge folds the log of closes again (so the log
-#: holds at most this much of charges' worth of closes between folds: 16384 4 KiB buffers).
-FOLD_BYTES = 64 << 20
 
 _UNLIMITED = 1 << 62  # cgroup v1 writes "unlimited" as the largest page-aligned int64
 _SUFFIXES = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40, "P": 50}
@@ -243,23 +271,38 @@ def _positive(label: str, value: object) -> int:
 
 
 # -- the process's state ---------------------------------------------------------------------
-# _max_buffer and _max_total start at 0, so the first charge takes the slow path, which loads the
-# defaults (reading the machine then, not at import: a bad environment variable is then a typed
-# error of the first allocation, not an import failure).
+# The caps start unloaded (_bound -1, _fast_max 0), so the first charge takes the slow path, which
+# loads the defaults (reading the machine then, not at import: a bad environment variable is then
+# a typed error of the first allocation, not an import failure).
+
+#: The largest charge the lock-free bound admits; it counts every logged charge as this much.
+SLOT = 1 << 20
+#: The most charges logged between two folds (keeps the logs short: a fold at least every 16384
+#: charges).
+FOLD_ENTRIES = 16384
 
 _lock = threading.Lock()
-_released: list[int] = []
+_charges: list[int] = []  # charges since the last fold, each logged *before* it is admitted
+_released: list[int] = []  # closes (and failed charges' returns) since the last fold
+#: A heap's first step of a charge: ``log_charge(size)`` (``list.append``: C-level, atomic).
+log_charge = _charges.append
+#: The log of charges since the last fold (for :func:`admitted`'s inline form: read its length).
+charges: Sized = _charges
 #: The close hook of every charged buffer: ``discharge(size)`` logs the release (C-level, atomic).
 discharge = _released.append
 #: ``(discharge,)``: the close hooks of a buffer a heap just charged (set as ``_close_hooks``).
 CLOSE_HOOKS = (discharge,)
-_charged = 0  # live bytes, before the releases still in the log
+_live = 0  # live bytes at the last fold
 _max_buffer = 0
 _max_total = 0
-_fold_at = 0  # a charge taking _charged above this goes the slow way (fold, check the total)
 _loaded = False
 _set_buffer: int | None = None  # set_limits's values (None: the default)
 _set_total: int | None = None
+#: The lock-free bound, published by each fold: a logged charge of at most ``fast_max`` bytes
+#: stands when ``len(charges) <= bound``. -1 while a fold runs, and before the caps are loaded.
+bound = -1
+#: The largest charge the bound may admit: ``min(SLOT, max_buffer)`` (0 before loading).
+fast_max = 0
 
 
 def _reinit_after_fork() -> None:
@@ -272,7 +315,8 @@ os.register_at_fork(after_in_child=_reinit_after_fork)
 
 def _load_locked() -> None:
     """Resolve the caps: set_limits's values, else the environment's, else the machine's."""
-    global _max_buffer, _max_total, _loaded
+    global _max_buffer, _max_total, _loaded, fast_max, bound
+    bound = -1  # no fast charge against caps that are changing
     buffer, total = _set_buffer, _set_total
     if buffer is None:
         text = os.environ.get(BUFFER_VARIABLE)
@@ -287,18 +331,27 @@ def _load_locked() -> None:
         if buffer is None:
             buffer = min(machine.max_buffer, total)
     _max_buffer, _max_total, _loaded = buffer, total, True
+    fast_max = min(SLOT, buffer)
     _fold_locked()
 
 
 def _fold_locked() -> int:
-    global _charged, _fold_at
+    """Fold both logs into the live total and publish the bound that goes with it (under the
+    lock). Returns the live total."""
+    global _live, bound
+    bound = -1  # first: no charge is admitted against a total that is being moved (see module)
     # Only appends happen outside the lock, at the end: the first n stay put while summed and cut.
-    released = _released
-    n = len(released)
-    _charged -= sum(released[:n])
-    del released[:n]
-    _fold_at = min(_max_total, _charged + FOLD_BYTES) if _loaded else 0
-    return _charged
+    # The new total is computed first and the logs cut after it with no call in between: a
+    # signal's exception (raised only after a call) cannot come between a cut and the total.
+    charged, released = _charges, _released
+    n, m = len(charged), len(released)
+    live = _live + sum(charged[:n]) - sum(released[:m])
+    del charged[:n]
+    del released[:m]
+    _live = live
+    if _loaded:
+        bound = min((_max_total - live) // SLOT, FOLD_ENTRIES)
+    return live
 
 
 def _refuse(what: str, size: int, count: int, in_use_now: int) -> AllocationLimitError:
@@ -328,22 +381,43 @@ def _refuse(what: str, size: int, count: int, in_use_now: int) -> AllocationLimi
     )
 
 
-def _charge_slow(size: int, what: str) -> int:
-    """charge's uncommon case, under the lock: load, fold, refuse. Returns the new total."""
-    if not _loaded:
-        _load_locked()
+def admit(size: int, what: str) -> None:
+    """Decide exactly, under the lock, on a charge of ``size`` bytes that is already logged
+    (``log_charge(size)``) and that the lock-free bound did not admit (see the module).
+
+    Raises:
+        AllocationLimitError: above a cap. The charge stays logged: the caller discharges it, as
+            it does on any failure after ``log_charge``.
+    """
+    with _lock:
+        if not _loaded:
+            _load_locked()
+        live = _fold_locked()  # counts this charge
+        if size > _max_buffer or live > _max_total:
+            raise _refuse(what, size, 1, live - size)
+
+
+def _check_size(size: object, what: str) -> None:
     if type(size) is not int or size < 0:
         raise UsageError(f"{what}: size must be a non-negative integer of bytes, not {size!r}")
-    live = _fold_locked()
-    if size > _max_buffer or live + size > _max_total:
-        raise _refuse(what, size, 1, live)
-    return live + size  # (_fold_at may be below it: the next charge folds again)
 
 
 def charge(size: int, what: str) -> None:
     """Check one buffer of ``size`` bytes against both caps and charge it to the process total
     (for heap implementations: call it before the kernel, and make :data:`discharge` the
     buffer's close hook, or call ``discharge(size)`` if the allocation then fails).
+
+    A hot path inlines it (so that no signal can come between the charge and the ``try`` that
+    returns it on failure)::
+
+        try:
+            log_charge(size)  # first in the try: any exception below finds it logged
+            if len(charges) > limits.bound or size > limits.fast_max:
+                admit(size, what)
+            ...  # the allocation
+        except BaseException:
+            discharge(size)
+            raise
 
     Args:
         size: the bytes the buffer will hold (an int >= 0, the heap's rounded size; 0 charges
@@ -353,12 +427,14 @@ def charge(size: int, what: str) -> None:
     Raises:
         AllocationLimitError: above a cap; nothing was charged.
     """
-    global _charged
-    with _lock:
-        total = _charged + size
-        if total > _fold_at or size > _max_buffer:
-            total = _charge_slow(size, what)
-        _charged = total
+    _check_size(size, what)
+    try:
+        log_charge(size)
+        if len(_charges) > bound or size > fast_max:
+            admit(size, what)
+    except BaseException:
+        discharge(size)
+        raise
 
 
 def check(size: int, count: int = 1, *, what: str) -> None:
@@ -389,7 +465,7 @@ def check_buffer(size: int, *, what: str) -> None:
         if not _loaded:
             _load_locked()
         if size > _max_buffer:
-            raise _refuse(what, size, 1, _charged - sum(_released))
+            raise _refuse(what, size, 1, _fold_locked())
 
 
 def set_limits(max_buffer: int | None = None, max_total: int | None = None) -> None:
@@ -401,7 +477,7 @@ def set_limits(max_buffer: int | None = None, max_total: int | None = None) -> N
         UsageError: a value that is not a positive int, or an environment variable that is not a
             size (when it is consulted).
     """
-    global _set_buffer, _set_total, _loaded
+    global _set_buffer, _set_total
     buffer = None if max_buffer is None else _positive("set_limits: max_buffer", max_buffer)
     total = None if max_total is None else _positive("set_limits: max_total", max_total)
     with _lock:

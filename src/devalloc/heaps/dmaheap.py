@@ -16,12 +16,15 @@ import fcntl
 import os
 import struct
 
+from .. import limits as _limits
 from .._fd import FdResource, check_path, open_fd
 from ..buffer import Buffer, check_name, named
 from ..errors import UsageError, error_from_oserror
 from ..limits import CLOSE_HOOKS as _CLOSE_HOOKS
-from ..limits import charge as _charge
+from ..limits import admit as _admit
+from ..limits import charges as _charges
 from ..limits import discharge as _discharge
+from ..limits import log_charge as _log_charge
 from ..uapi import dma_heap as _uapi
 from .properties import HeapProperties, dma_heap_properties
 
@@ -40,6 +43,8 @@ ALLOCATION_DATA = struct.Struct("=QIIQ")
 _pack_allocation = ALLOCATION_DATA.pack
 _unpack_fd = struct.Struct("=I").unpack_from
 _FD_OFFSET = _uapi.dma_heap_allocation_data.fd.offset
+_ALLOC = _uapi.DMA_HEAP_IOCTL_ALLOC
+_new_buffer = object.__new__
 
 
 def heap_paths(root: str = DMA_HEAP_DIR) -> list[str]:
@@ -126,11 +131,29 @@ class DmaHeap(FdResource):
         if fd < 0:
             self.fileno()  # raises ClosedResourceError
         size = (length + _PAGE_MASK) & ~_PAGE_MASK
-        _charge(size, self._exporter)  # refuses above a cap of devalloc.limits
         data = bytearray(_pack_allocation(length, 0, fd_flags, heap_flags))
+        # devalloc.limits' charge inlined (see its module): logged as the try's first step, so any
+        # failure below (a signal's exception included) finds it logged and returns it. The
+        # buffer is built here, in Buffer._adopt's order, with no call after its fd is stored:
+        # from there on nothing can raise, and the buffer owns the fd and the charge.
         try:
-            fcntl.ioctl(fd, _uapi.DMA_HEAP_IOCTL_ALLOC, data, True)
+            _log_charge(size)
+            if len(_charges) > _limits.bound or size > _limits.fast_max:
+                _admit(size, self._exporter)
+            fcntl.ioctl(fd, _ALLOC, data, True)
+            new_fd = _unpack_fd(data, _FD_OFFSET)[0]
+            buf = _new_buffer(Buffer)
+            buf.description = self._buffer_description
+            buf.exporter = self._exporter
+            buf.size = size
+            buf._fd = new_fd
+            buf._close_hooks = _CLOSE_HOOKS  # discharge the limits' total on close
         except BaseException as exc:
+            # The kernel writes the new fd into the argument only on success (it was 0): one
+            # there is not owned by any buffer yet (a signal came after the ioctl).
+            created = _unpack_fd(data, _FD_OFFSET)[0]
+            if created:
+                os.close(created)
             _discharge(size)
             if not isinstance(exc, OSError):
                 raise
@@ -140,10 +163,6 @@ class DmaHeap(FdResource):
                 path=self.path,
                 operation="DMA_HEAP_IOCTL_ALLOC",
             ) from exc
-        buf = Buffer._adopt(
-            _unpack_fd(data, _FD_OFFSET)[0], self._exporter, self._buffer_description, size
-        )
-        buf._close_hooks = _CLOSE_HOOKS  # discharge the limits' total on close
         if self._special:  # a protected or unmappable heap
             buf.protected = self._protected
             buf.cpu_mappable = self._cpu_mappable and not self._protected

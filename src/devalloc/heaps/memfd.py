@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import os
 
+from .. import limits as _limits
 from ..buffer import Buffer
-from ..errors import UsageError, error_from_oserror
+from ..errors import DevallocError, UsageError, error_from_oserror
 from ..limits import CLOSE_HOOKS as _CLOSE_HOOKS
-from ..limits import charge as _charge
+from ..limits import admit as _admit
+from ..limits import charges as _charges
 from ..limits import discharge as _discharge
+from ..limits import log_charge as _log_charge
 from .properties import HeapProperties
 
 _PAGE_MASK = os.sysconf("SC_PAGE_SIZE") - 1
@@ -27,6 +30,7 @@ _MAX_LENGTH = (1 << 63) - _PAGE_MASK  # the largest file size (off_t), rounded d
 _MFD_CLOEXEC = os.MFD_CLOEXEC
 _memfd_create = os.memfd_create
 _ftruncate = os.ftruncate
+_new_buffer = object.__new__
 
 
 class MemfdHeap:
@@ -74,31 +78,41 @@ class MemfdHeap:
             if name is not None and (not isinstance(name, str) or "\0" in name):
                 raise UsageError(f"memfd: name must be a string without NUL, not {name!r}")
         size = (length + _PAGE_MASK) & ~_PAGE_MASK
-        _charge(size, "memfd")
-        # memfd_create + ftruncate directly (not Memfd): no seals are needed for CPU-only
-        # buffers, and this path runs at allocation rate.
+        # devalloc.limits' charge inlined (see its module): logged as the try's first step, so any
+        # failure below (a signal's exception included) finds it logged and returns it. The
+        # buffer is built here, in Buffer._adopt's order, with no call after its fd is stored:
+        # from there on nothing can raise, and the buffer owns the fd and the charge.
+        fd = -1
         try:
+            _log_charge(size)
+            if len(_charges) > _limits.bound or size > _limits.fast_max:
+                _admit(size, "memfd")
+            # memfd_create + ftruncate directly (not Memfd): no seals are needed for CPU-only
+            # buffers, and this path runs at allocation rate.
             fd = _memfd_create(name or "devalloc", _MFD_CLOEXEC)
+            _ftruncate(fd, size)
+            buf = _new_buffer(Buffer)
+            buf.description = "buffer from memfd"
+            buf.exporter = "memfd"
+            buf.size = size
+            buf._fd = fd
+            buf.is_dmabuf = False
+            buf._close_hooks = _CLOSE_HOOKS  # discharge the limits' total on close
         except BaseException as exc:
+            if fd >= 0:
+                os.close(fd)
             _discharge(size)
             if isinstance(exc, OSError):
-                raise error_from_oserror(
-                    exc, f"memfd_create for a {size}-byte buffer failed"
-                ) from exc
-            if isinstance(exc, ValueError):  # a name the file system encoding cannot encode
+                what = (
+                    f"cannot size a memfd to {size} bytes"
+                    if fd >= 0
+                    else f"memfd_create for a {size}-byte buffer failed"
+                )
+                raise error_from_oserror(exc, what) from exc
+            if isinstance(exc, ValueError) and not isinstance(exc, DevallocError):
+                # a name the file system encoding cannot encode
                 raise UsageError(f"memfd: name cannot be encoded: {name!r}") from exc
             raise
-        try:
-            _ftruncate(fd, size)
-        except BaseException as exc:
-            os.close(fd)
-            _discharge(size)
-            if isinstance(exc, OSError):
-                raise error_from_oserror(exc, f"cannot size a memfd to {size} bytes") from exc
-            raise
-        buf = Buffer._adopt(fd, "memfd", "buffer from memfd", size)
-        buf.is_dmabuf = False
-        buf._close_hooks = _CLOSE_HOOKS  # discharge the limits' total on close
         return buf
 
     def close(self) -> None:

@@ -27,12 +27,15 @@ import os
 from collections.abc import Sequence
 from typing import Protocol
 
+from .. import limits as _limits
 from .._fd import FdResource, check_path, ioctl, open_fd
 from ..buffer import Buffer, check_name, named
 from ..errors import UsageError, error_from_oserror
 from ..limits import CLOSE_HOOKS as _CLOSE_HOOKS
-from ..limits import charge as _charge
+from ..limits import admit as _admit
+from ..limits import charges as _charges
 from ..limits import discharge as _discharge
+from ..limits import log_charge as _log_charge
 from ..uapi import udmabuf as _uapi
 from .properties import HeapProperties
 
@@ -163,23 +166,31 @@ class UdmabufDevice(FdResource):
         dev = self._fd
         if dev < 0:
             self.fileno()  # raises ClosedResourceError
-        # The dma-buf pins the range's pages for its life: charged to devalloc's total.
-        _charge(size, "udmabuf")
-        return self._create(dev, fd, offset, size, cloexec)
+        # The dma-buf pins the range's pages for its life: charged to devalloc's total, with the
+        # charge inlined (see devalloc.limits: logged as the try's first step, returned by the
+        # handler on any failure; the buffer comes without hooks and gets its discharge as the
+        # try's last step, so exactly one of the two returns the charge).
+        try:
+            _log_charge(size)
+            if len(_charges) > _limits.bound or size > _limits.fast_max:
+                _admit(size, "udmabuf")
+            buf = self._create(dev, fd, offset, size, cloexec)
+            buf._close_hooks = _CLOSE_HOOKS  # discharge the limits' total on close
+        except BaseException:
+            _discharge(size)
+            raise
+        return buf
 
     def _create(self, dev: int, fd: int, offset: int, size: int, cloexec: bool) -> Buffer:
-        """UDMABUF_CREATE on checked arguments, ``size`` already charged (discharged on failure
-        here, and on the buffer's close)."""
+        """UDMABUF_CREATE on checked arguments: a buffer without close hooks (the caller charged
+        ``size`` and gives the buffer its discharge)."""
         # positional (memfd, flags, offset, size): keywords cost more than the ioctl's setup
         try:
             arg = _uapi.udmabuf_create(
                 fd, _uapi.UDMABUF_FLAGS_CLOEXEC if cloexec else 0, offset, size
             )
             new_fd = fcntl.ioctl(dev, _uapi.UDMABUF_CREATE, arg, True)
-        except BaseException as exc:
-            _discharge(size)
-            if not isinstance(exc, OSError):
-                raise
+        except OSError as exc:
             raise error_from_oserror(
                 exc,
                 f"create a udmabuf of {size} bytes at offset {offset} of fd {fd}",
@@ -187,9 +198,7 @@ class UdmabufDevice(FdResource):
                 operation="UDMABUF_CREATE",
             ) from exc
         # udmabuf exports O_RDWR dma-bufs.
-        buf = Buffer._adopt(new_fd, "udmabuf", "buffer from udmabuf", size)
-        buf._close_hooks = _CLOSE_HOOKS  # discharge the limits' total on close
-        return buf
+        return Buffer._adopt(new_fd, "udmabuf", "buffer from udmabuf", size)
 
     def create_list(
         self, ranges: Sequence[tuple[FdLike, int, int]], *, cloexec: bool = True
@@ -221,8 +230,10 @@ class UdmabufDevice(FdResource):
             item.offset = offset
             item.size = size
         dev = self.fileno()
-        _charge(total, "udmabuf")
-        try:
+        try:  # the charge as in create()
+            _log_charge(total)
+            if len(_charges) > _limits.bound or total > _limits.fast_max:
+                _admit(total, "udmabuf")
             new_fd = ioctl(
                 dev,
                 _uapi.UDMABUF_CREATE_LIST,
@@ -231,11 +242,11 @@ class UdmabufDevice(FdResource):
                 what=f"create a udmabuf of {len(ranges)} ranges, {total} bytes",
                 path=self.path,
             )
+            buf = Buffer._adopt(new_fd, "udmabuf", "buffer from udmabuf", total)
+            buf._close_hooks = _CLOSE_HOOKS
         except BaseException:
             _discharge(total)
             raise
-        buf = Buffer._adopt(new_fd, "udmabuf", "buffer from udmabuf", total)
-        buf._close_hooks = _CLOSE_HOOKS
         return buf
 
 
@@ -317,14 +328,20 @@ class UdmabufHeap:
                 "udmabuf.size_limit_mb= or use another heap"
             )
         dev = self.device.fileno()
-        _charge(length, "udmabuf")
-        try:
+        mfd: Memfd | None = None
+        try:  # the charge as in UdmabufDevice.create
+            _log_charge(length)
+            if len(_charges) > _limits.bound or length > _limits.fast_max:
+                _admit(length, "udmabuf")
             mfd = Memfd(length, name=name or "devalloc-udmabuf")
+            buf = self.device._create(dev, mfd._fd, 0, length, True)
+            buf._close_hooks = _CLOSE_HOOKS
         except BaseException:
             _discharge(length)
             raise
-        with mfd:
-            buf = self.device._create(dev, mfd.fileno(), 0, length, True)
+        finally:
+            if mfd is not None:
+                mfd.close()
         return named(buf, name)
 
     def close(self) -> None:
