@@ -441,3 +441,17 @@ def test_ticks_near_the_cap_lose_no_charge(caps: None) -> None:
     assert limits.in_use() == base + PAGE
     held.close()
     assert limits.in_use() == base
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.usefixtures("ticking")
+def test_ticks_through_the_registry_keep_the_caps_and_the_counters_exact(caps: None) -> None:
+    with HeapRegistry.discover() as reg:
+        heap = reg.select(HeapRequest(device_importable=False))
+        reg.allocate(heap, PAGE).close()
+        base = limits.in_use()
+        interrupted = _interrupted_cycles(lambda: reg.allocate(heap, PAGE), 3000)
+        assert interrupted >= 300, f"only {interrupted} cycles were interrupted"
+        assert limits.in_use() == base
+        stats = reg.stats(heap)
+        assert (stats.live_buffers, stats.live_bytes) == (0, 0), stats

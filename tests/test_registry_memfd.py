@@ -527,3 +527,39 @@ def test_stats_fold_on_the_hot_path_and_across_threads() -> None:
     assert snap.latency_quantile(1.0) == 1024
     with pytest.raises(UsageError, match="quantile"):
         snap.latency_quantile(0)
+
+
+def test_a_registry_buffer_has_one_close_hook_that_also_discharges_the_caps() -> None:
+    base = limits.in_use()
+    with HeapRegistry.discover() as reg:
+        heap = reg.select(HeapRequest(device_importable=False))
+        buf = reg.allocate(heap, PAGE)
+        assert len(buf._close_hooks) == 1  # the counters' log; no second hook to lose
+        assert limits.in_use() == base + PAGE
+        fd = buf.fileno()
+        buf.close()
+        assert_fd_closed(fd)
+        assert limits.in_use() == base  # devalloc.limits folds the counters first
+        snap = reg.stats(heap)
+        assert (snap.allocations, snap.live_buffers, snap.live_bytes) == (1, 0, 0)
+
+
+def test_only_charged_closes_are_discharged() -> None:
+    base = limits.in_use()
+    charged = HeapStats(charged_closes=True)
+    limits.charge(PAGE, "test")
+    charged.close_hook(-PAGE)  # the registry's inlined record_allocation ...
+    charged.latency_hook(10)
+    charged.close_hook(PAGE)  # ... and the buffer's close hook
+    assert limits.in_use() == base
+    charged.record_allocation(PAGE, 10)
+    charged.record_close(PAGE)  # not charged: counted here, never discharged
+    plain = HeapStats()
+    plain.record_allocation(PAGE, 10)
+    plain.close_hook(PAGE)
+    plain.fold()
+    assert limits.in_use() == base
+    assert charged.snapshot("t", "memfd").allocations == 2
+    assert plain.snapshot("t", "memfd").live_bytes == 0
+    with pytest.raises(UsageError, match="charged_closes"):
+        HeapStats(charged_closes=1)  # type: ignore[arg-type]

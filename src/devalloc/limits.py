@@ -77,8 +77,10 @@ from __future__ import annotations
 import os
 import re
 import threading
+import weakref
 from collections.abc import Sized
 from dataclasses import dataclass
+from typing import Protocol
 
 from .errors import AllocationLimitError, UsageError
 
@@ -88,6 +90,8 @@ __all__ = [
     "SLOT",
     "TOTAL_VARIABLE",
     "MachineLimits",
+    "ReleaseSource",
+    "add_release_source",
     "admit",
     "cgroup_memory_max",
     "charge",
@@ -335,11 +339,30 @@ def _load_locked() -> None:
     _fold_locked()
 
 
+class ReleaseSource(Protocol):
+    """Something that logs closes of charged buffers elsewhere and passes them on to
+    :data:`discharge` when it folds (a heap registry's counters: one close hook does both)."""
+
+    def fold(self) -> None: ...
+
+
+_sources: weakref.WeakSet[ReleaseSource] = weakref.WeakSet()
+
+
+def add_release_source(source: ReleaseSource) -> None:
+    """Register ``source`` (held weakly): every exact fold here calls ``source.fold()`` first,
+    so that closes it logged are counted."""
+    with _lock:
+        _sources.add(source)
+
+
 def _fold_locked() -> int:
     """Fold both logs into the live total and publish the bound that goes with it (under the
     lock). Returns the live total."""
     global _live, bound
     bound = -1  # first: no charge is admitted against a total that is being moved (see module)
+    for source in list(_sources):
+        source.fold()  # its closes of charged buffers, into _released
     # Only appends happen outside the lock, at the end: the first n stay put while summed and cut.
     # The new total is computed first and the logs cut after it with no call in between: a
     # signal's exception (raised only after a call) cannot come between a cut and the total.

@@ -157,12 +157,13 @@ class _Entry:
     # The hot path of HeapRegistry.allocate, computed once: the backend's allocate(size) (its
     # unnamed fast form when it has one), the largest size it takes (the heap's and the
     # registry's own cap; 0: not accessible), the stats' logs and the close hooks every buffer
-    # gets (``limits_hooks``: after the heap's own limits discharge, the common case).
+    # gets (``charged_hooks`` for a buffer the heap charged to devalloc.limits, the common case:
+    # the counters' log alone, which discharges it; ``close_hooks`` added to any other's).
     cap: int = _UNBOUNDED
     allocate: Callable[[int], Buffer] | None = None
     max_size: int = 0
     close_hooks: tuple[CloseHook, ...] = ()
-    limits_hooks: tuple[CloseHook, ...] = ()
+    charged_hooks: tuple[CloseHook, ...] = ()
     latency_hook: Callable[[int], None] = field(init=False)
     event_hook: Callable[[int], None] = field(init=False)
     events: Sized = field(init=False)
@@ -178,8 +179,8 @@ class _Entry:
         if backend is not None:
             self.allocate = getattr(backend, "allocate_unnamed", None) or backend.allocate
             self.max_size = min(self.properties.max_size or _UNBOUNDED, self.cap)
-        self.close_hooks = (self.stats.close_hook,)
-        self.limits_hooks = (*LIMITS_CLOSE_HOOKS, self.stats.close_hook)
+        self.close_hooks = (self.stats.record_close,)
+        self.charged_hooks = (self.stats.close_hook,)
 
 
 class HeapRegistry:
@@ -290,7 +291,7 @@ class HeapRegistry:
         rank = (*selection_rank(props), len(self._entries))
         cap = _UNBOUNDED if self._cap is None else self._cap
         heap_id = HeapId(self._token, props.name)
-        return _Entry(heap_id, props, backend, HeapStats(), err, rank, cap)
+        return _Entry(heap_id, props, backend, HeapStats(charged_closes=True), err, rank, cap)
 
     def add(self, backend: HeapBackend) -> HeapId:
         """Register an open heap; the registry now owns it (and closes it with :meth:`close`).
@@ -428,17 +429,22 @@ class HeapRegistry:
             if not isinstance(exc, UsageError):  # a cap's refusal did not reach the kernel
                 entry.stats.record_failure()
             raise
-        # HeapStats.record_allocation, inlined (one call less at allocation rate)
-        entry.latency_hook(_now() - start)
-        entry.event_hook(-buf.size)
-        if len(entry.events) >= FOLD_AT:
-            entry.stats.fold()
-        # The buffer was made just now by the backend: no one else holds it yet.
+        latency = _now() - start
+        # The buffer was made just now by the backend: no one else holds it yet. Its close hook
+        # is set before the allocation is logged, with no call in between, so that a signal's
+        # exception (raised only after a call) leaves both logged or neither.
         hooks = buf._close_hooks
-        if hooks is LIMITS_CLOSE_HOOKS:  # the heap charged devalloc.limits (every built-in heap)
-            buf._close_hooks = entry.limits_hooks
+        if hooks is LIMITS_CLOSE_HOOKS:
+            # the heap charged devalloc.limits (every built-in heap): one hook, the counters'
+            # log, which passes the close on to devalloc.limits when it folds
+            buf._close_hooks = entry.charged_hooks
         else:
             buf._close_hooks = hooks + entry.close_hooks
+        # HeapStats.record_allocation, inlined (one call less at allocation rate)
+        entry.event_hook(-buf.size)
+        entry.latency_hook(latency)
+        if len(entry.events) >= FOLD_AT:
+            entry.stats.fold()
         return buf
 
     def _checked_entry(self, heap_id: HeapId, size: int, name: str | None) -> _Entry:

@@ -24,6 +24,7 @@ from itertools import accumulate
 from typing import Any
 
 from ..errors import UsageError
+from ..limits import add_release_source, discharge
 
 #: Number of latency buckets (2**63 ns is about 292 years).
 BUCKETS = 64
@@ -97,11 +98,20 @@ class HeapStats:
     C-level passes. The log's order is the order the events happened, so the peak is exact.
     (Closes are the positive events so that :attr:`close_hook` can be the log's own ``append``:
     a buffer's close then runs no Python function for the accounting.)
+
+    Args:
+        charged_closes: closes logged through :attr:`close_hook` are of buffers charged to
+            :mod:`devalloc.limits`, and each fold discharges them there (so that such a buffer
+            needs one close hook, not two; the registry's counters). The counters register with
+            devalloc.limits, whose exact folds fold them first. :meth:`record_close` never
+            discharges.
     """
 
     __slots__ = (
+        "__weakref__",
         "_allocations",
         "_failures",
+        "_forward",
         "_latency",
         "_latency_log",
         "_live_buffers",
@@ -109,28 +119,36 @@ class HeapStats:
         "_lock",
         "_log",
         "_peak_bytes",
+        "_uncharged",
         "close_hook",
         "latency_hook",
         "log",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, *, charged_closes: bool = False) -> None:
+        if type(charged_closes) is not bool:
+            raise UsageError(f"heap stats: charged_closes is True or False, not {charged_closes!r}")
         self._lock = threading.Lock()
         self._log: list[int] = []
         self._latency_log: list[int] = []
+        self._uncharged: list[int] = []  # closes that are not to be discharged (record_close)
         self._live_buffers = 0
         self._live_bytes = 0
         self._peak_bytes = 0
         self._allocations = 0
         self._failures = 0
         self._latency = [0] * BUCKETS
-        #: ``record_close`` as a C-level callable (``hook(size)``): the log's append.
+        #: A buffer's close as a C-level callable (``hook(size)``): the log's append (with
+        #: ``charged_closes``, the close is also discharged from devalloc.limits at the next fold).
         self.close_hook = self._log.append
         #: For a caller that inlines :meth:`record_allocation` (the registry's hot path):
-        #: ``latency_hook(latency_ns)``, ``close_hook(-size)``, then :meth:`fold` once
+        #: ``close_hook(-size)``, ``latency_hook(latency_ns)``, then :meth:`fold` once
         #: ``len(log) >= FOLD_AT``. ``log`` is the event log itself (read its length only).
         self.latency_hook = self._latency_log.append
         self.log = self._log
+        self._forward = charged_closes
+        if charged_closes:
+            add_release_source(self)
 
     def record_allocation(self, size: int, latency_ns: int) -> None:
         """A buffer of ``size`` bytes (> 0) was allocated in ``latency_ns`` nanoseconds."""
@@ -139,16 +157,18 @@ class HeapStats:
                 f"heap stats: size and latency must be ints (> 0, >= 0), not {size!r}, "
                 f"{latency_ns!r}"
             )
-        self._latency_log.append(latency_ns)
         log = self._log
         log.append(-size)
+        self._latency_log.append(latency_ns)
         if len(log) >= FOLD_AT:
             self._fold()
 
     def record_close(self, size: int) -> None:
-        """A buffer of ``size`` bytes was closed (by its owner or the garbage collector)."""
+        """A buffer of ``size`` bytes was closed (by its owner or the garbage collector); never
+        discharged from devalloc.limits."""
         if type(size) is not int or size <= 0:
             raise UsageError(f"heap stats: size must be an int > 0, not {size!r}")
+        self._uncharged.append(size)  # first: a fold between the two discharges less, not more
         self._log.append(size)
 
     def record_failure(self) -> None:
@@ -163,36 +183,48 @@ class HeapStats:
     def _fold(self) -> None:
         with self._lock:
             # Take exactly the events present now: only appends happen outside the lock, at the
-            # end, so the first n stay put while they are copied and cut (each one C call).
-            log, latency_log = self._log, self._latency_log
-            n = len(log)
+            # end, so the first n stay put while they are copied and cut. Everything is computed
+            # first and the logs are cut and the totals stored after it with no call in between:
+            # a signal's exception (raised only after a call) cannot come between them.
+            log, latency_log, uncharged = self._log, self._latency_log, self._uncharged
+            n, m, k = len(log), len(latency_log), len(uncharged)
             events = log[:n]
-            del log[:n]
-            n = len(latency_log)
-            latencies = latency_log[:n]
-            del latency_log[:n]
+            latencies = latency_log[:m]
+            forward = -sum(uncharged[:k])
+            live, peak, allocated, closed = self._live_bytes, self._peak_bytes, 0, 0
             if events:
                 ordered = events[:]
                 events.sort()  # allocations (the negative events) first
                 allocated = bisect_left(events, 0)
-                live = self._live_bytes
-                if live - sum(events[:allocated]) > self._peak_bytes:
+                taken = -sum(events[:allocated])
+                released = sum(events[allocated:])
+                if live + taken > peak:
                     # a new peak is possible: replay the events in order (minus the live bytes
                     # after each event)
-                    running = list(accumulate(ordered, initial=-live))
-                    self._peak_bytes = max(self._peak_bytes, -min(running))
-                self._live_bytes = live - sum(events)
-                self._allocations += allocated
-                self._live_buffers += 2 * allocated - len(events)
+                    peak = max(peak, -min(accumulate(ordered, initial=-live)))
+                live += taken - released
+                closed = len(events) - allocated
+                forward += released
+            buckets = self._latency
             if latencies:
                 # count per log2 bucket by bisecting the sorted latencies at each power of two
                 latencies.sort()
-                buckets = self._latency
+                buckets = buckets[:]
                 below = 0
                 for bits in range(latencies[0].bit_length(), latencies[-1].bit_length() + 1):
                     upto = bisect_left(latencies, 1 << bits, below)
                     buckets[min(max(bits - 1, 0), BUCKETS - 1)] += upto - below
                     below = upto
+            del log[:n]
+            del latency_log[:m]
+            del uncharged[:k]
+            self._latency = buckets
+            self._live_bytes = live
+            self._peak_bytes = peak
+            self._allocations += allocated
+            self._live_buffers += allocated - closed
+            if self._forward and forward:
+                discharge(forward)  # the closes of charged buffers, to devalloc.limits
 
     def snapshot(self, heap: str, kind: str) -> StatsSnapshot:
         """The counters now, labelled with the heap's name and kind."""
