@@ -10,7 +10,6 @@ Allocation latencies go to the JUnit report (``record_property``).
 
 from __future__ import annotations
 
-import os
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -21,11 +20,10 @@ from devalloc.heaps.dmaheap import DmaHeap
 from devalloc.sizing import FULL_KERNEL_CMA_RESERVED, size_files
 from devalloc.sizing.live import CmaExhaustedError, cma_meminfo, hold_cma_buffers
 
-from ..conftest import open_fds, require
+from ..conftest import capability, open_fds
 
-pytestmark = pytest.mark.kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.needs("cma_heap")]
 
-CMA_HEAP = "/dev/dma_heap/reserved"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -44,8 +42,7 @@ def _scenarios() -> list[str]:
 def test_the_sized_cma_area_holds_every_buffer_and_one_slot_less_does_not(
     scenario: str, record_property: Callable[[str, object], None]
 ) -> None:
-    require(os.path.exists(CMA_HEAP), f"{CMA_HEAP} is absent (the full kernel has it)")
-    require(os.access(CMA_HEAP, os.R_OK), f"{CMA_HEAP} is root-only here")
+    cma_heap = capability("cma_heap").nodes[0]  # "/dev/dma_heap/reserved" on the full kernel
     total, free = cma_meminfo()
     taken = total - free
     sizing = size_files([REPO / scenario])
@@ -55,10 +52,12 @@ def test_the_sized_cma_area_holds_every_buffer_and_one_slot_less_does_not(
     record_property("cma_total", total)
     record_property("cma_taken_at_boot", taken)
     record_property("cma_answer", sizing.cma_bytes)
-    # the model's boot reservation must cover what this kernel took (or the answer is too small)
-    assert taken <= FULL_KERNEL_CMA_RESERVED, f"the kernel took {taken} bytes of CMA at boot"
+    # CmaTotal - CmaFree is what the kernel took at boot only right after boot: later, movable
+    # pages borrow free CMA pages (alloc_contig_range migrates them), so it is recorded, not
+    # asserted; the allocations below are the proof.
+    record_property("model_reserved", FULL_KERNEL_CMA_RESERVED)
     before = open_fds()
-    with DmaHeap(CMA_HEAP) as heap:
+    with DmaHeap(cma_heap) as heap:
         if total >= sizing.cma_bytes:
             record_property("expect", "fit")
             with hold_cma_buffers(heap, worst, sizing.cma_bytes) as held:
