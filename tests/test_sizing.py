@@ -332,3 +332,15 @@ def test_every_shipped_scenario_sizes() -> None:
         sizing = size_files([path])
         assert sizing.worst is not None, path
         assert sizing.cma_bytes >= sizing.classes["contiguous"]
+
+
+def test_pipelines_without_contiguous_buffers_need_no_cma_area(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sizing = size_files([EXAMPLES / "decode-display.toml"])
+    # NV12 1920x1088 behind the 32-bit IOMMUs: 6 frames (VPU holds 4, VOP 2; the file's count 6)
+    assert sizing.classes == {"below-4g": 6 * 3133440}
+    assert (sizing.cma_bytes, sizing.worst) == (0, None)
+    assert (sizing.kernel_cmdline, sizing.kconfig, sizing.device_tree()) == ("", "", "")
+    assert main(["size", str(EXAMPLES / "decode-display.toml")]) == 0
+    assert "CMA area: none needed" in capsys.readouterr().out

@@ -226,13 +226,16 @@ class Sizing:
 
     @property
     def kconfig(self) -> str:
-        """``CONFIG_CMA_SIZE_MBYTES=<N>``."""
-        return f"CONFIG_CMA_SIZE_MBYTES={self.cma_mib}"
+        """``CONFIG_CMA_SIZE_MBYTES=<N>`` ("" when no CMA area is needed)."""
+        return f"CONFIG_CMA_SIZE_MBYTES={self.cma_mib}" if self.cma_bytes else ""
 
     def device_tree(self) -> str:
         """A ``reserved-memory`` node for the CMA area (``shared-dma-pool``, ``reusable``, the
-        default CMA area), limited below the narrowest device's DMA reach."""
+        default CMA area), limited below the narrowest device's DMA reach ("" when no CMA area
+        is needed)."""
         size = self.cma_bytes
+        if not size:
+            return ""
         lines = [
             "reserved-memory {",
             "\t#address-cells = <2>;",
