@@ -179,8 +179,7 @@ def explain_plan(plan: Explained) -> list[str]:
         lines.append(f"buffers: {arrangement}{who}{note}")
     count = plan.find("count")
     if count is not None:
-        stated = _inputs(count, lambda v: False)
-        lines.append(f"count {count.value}: {count.note}" + (f" ({stated})" if stated else ""))
+        lines.append(f"count {count.value}: {count.note}")
     for name in (
         "contiguous",
         "max_segments",
