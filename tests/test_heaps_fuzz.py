@@ -11,6 +11,7 @@ checks run and the kernel answers ENOTTY.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 from collections.abc import Callable
 from typing import Any
@@ -305,3 +306,25 @@ def test_limits_api(a: object, b: object, what: object) -> None:
     typed_or_ok(limits.machine_limits, "/proc", a)
     typed_or_ok(limits.cgroup_memory_max, a)
     typed_or_ok(limits.read_meminfo, a)
+
+
+@given(st.integers(0, (1 << 32) - 1), st.integers(0, (1 << 31) - 1))
+def test_the_dma_heap_hot_path_argument_is_the_c_structure(length: int, fd: int) -> None:
+    """DmaHeap.allocate's array form of dma_heap_allocation_data (default flags, a length below
+    4 GiB) reads back through the ctypes structure (checked against the C header), and the word
+    it reads the new fd from is the structure's fd."""
+    from devalloc.heaps import dmaheap
+    from devalloc.uapi.dma_heap import dma_heap_allocation_data
+
+    data = dmaheap._DEFAULT_DATA[:]
+    data[dmaheap._LENGTH_WORD] = length
+    assert data.itemsize * len(data) == ctypes.sizeof(dma_heap_allocation_data)
+    view = dma_heap_allocation_data.from_buffer(data)
+    assert (view.len, view.fd, view.fd_flags, view.heap_flags) == (
+        length,
+        0,
+        os.O_RDWR | os.O_CLOEXEC,
+        0,
+    )
+    view.fd = fd  # as the kernel writes it
+    assert data[dmaheap._FD_WORD] == fd

@@ -15,6 +15,8 @@ from __future__ import annotations
 import fcntl
 import os
 import struct
+import sys
+from array import array as _array
 
 from .. import limits as _limits
 from .._fd import FdResource, check_path, open_fd
@@ -35,14 +37,19 @@ _U64 = 1 << 64
 _DEFAULT_FD_FLAGS = os.O_RDWR | os.O_CLOEXEC
 _NO_HEAP_FLAGS = 0
 _PAGE_MASK = os.sysconf("SC_PAGE_SIZE") - 1
-#: ``struct dma_heap_allocation_data`` (len, fd, fd_flags, heap_flags) as a struct.Struct for the
-#: allocation hot path: packing a bytearray costs less than building the ctypes structure
+#: ``struct dma_heap_allocation_data`` (len, fd, fd_flags, heap_flags) as a struct.Struct
 #: (:class:`devalloc.uapi.dma_heap.dma_heap_allocation_data`, which is checked against the C
-#: header; a test checks that the two agree).
+#: header; a test checks that the two agree). The allocation hot path passes the kernel an
+#: ``array("I")`` of its six 32-bit words, copied from a prebuilt one for the default flags:
+#: copying an array, storing the length word and reading the fd word cost less than packing a
+#: struct into a bytearray and unpacking the fd, or building the ctypes structure.
 ALLOCATION_DATA = struct.Struct("=QIIQ")
 _pack_allocation = ALLOCATION_DATA.pack
-_unpack_fd = struct.Struct("=I").unpack_from
 _FD_OFFSET = _uapi.dma_heap_allocation_data.fd.offset
+_unpack_fd = struct.Struct("=I").unpack_from  # the fd from a packed argument (tests use it)
+_FD_WORD = _FD_OFFSET // 4
+_LENGTH_WORD = 0 if sys.byteorder == "little" else 1  # the low half of the u64 len
+_DEFAULT_DATA = _array("I", _pack_allocation(0, 0, _DEFAULT_FD_FLAGS, _NO_HEAP_FLAGS))
 _ALLOC = _uapi.DMA_HEAP_IOCTL_ALLOC
 _new_buffer = object.__new__
 
@@ -131,7 +138,11 @@ class DmaHeap(FdResource):
         if fd < 0:
             self.fileno()  # raises ClosedResourceError
         size = (length + _PAGE_MASK) & ~_PAGE_MASK
-        data = bytearray(_pack_allocation(length, 0, fd_flags, heap_flags))
+        if length < _U32 and fd_flags is _DEFAULT_FD_FLAGS and heap_flags is _NO_HEAP_FLAGS:
+            data = _DEFAULT_DATA[:]  # a copy: C-level, cheaper than packing a struct
+            data[_LENGTH_WORD] = length
+        else:
+            data = _array("I", _pack_allocation(length, 0, fd_flags, heap_flags))
         # devalloc.limits' charge inlined (see its module): logged as the try's first step, so any
         # failure below (a signal's exception included) finds it logged and returns it. The
         # buffer is built here, in Buffer._adopt's order, with no call after its fd is stored:
@@ -141,7 +152,7 @@ class DmaHeap(FdResource):
             if len(_charges) > _limits.bound or size > _limits.fast_max:
                 _admit(size, self._exporter)
             fcntl.ioctl(fd, _ALLOC, data, True)
-            new_fd = _unpack_fd(data, _FD_OFFSET)[0]
+            new_fd = data[_FD_WORD]
             buf = _new_buffer(Buffer)
             buf.description = self._buffer_description
             buf.exporter = self._exporter
@@ -151,7 +162,7 @@ class DmaHeap(FdResource):
         except BaseException as exc:
             # The kernel writes the new fd into the argument only on success (it was 0): one
             # there is not owned by any buffer yet (a signal came after the ioctl).
-            created = _unpack_fd(data, _FD_OFFSET)[0]
+            created = data[_FD_WORD]
             if created:
                 os.close(created)
             _discharge(size)

@@ -31,6 +31,7 @@ _MFD_CLOEXEC = os.MFD_CLOEXEC
 _memfd_create = os.memfd_create
 _ftruncate = os.ftruncate
 _new_buffer = object.__new__
+_DEFAULT_NAME = b"devalloc"  # bytes: os.memfd_create takes them as they are (no encoding)
 
 
 class MemfdHeap:
@@ -89,7 +90,8 @@ class MemfdHeap:
                 _admit(size, "memfd")
             # memfd_create + ftruncate directly (not Memfd): no seals are needed for CPU-only
             # buffers, and this path runs at allocation rate.
-            fd = _memfd_create(name or "devalloc", _MFD_CLOEXEC)
+            # (its argument converter, FSConverter, takes bytes as they are: typeshed says str)
+            fd = _memfd_create(name or _DEFAULT_NAME, _MFD_CLOEXEC)  # type: ignore[arg-type]
             _ftruncate(fd, size)
             buf = _new_buffer(Buffer)
             buf.description = "buffer from memfd"
