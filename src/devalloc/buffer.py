@@ -63,6 +63,7 @@ _SYNC_ARGS: dict[str, tuple[bytearray, bytearray]] = {
     for mode, flag in _SYNC_FLAGS.items()
 }
 _new_object = object.__new__
+_os_close = os.close
 _RETRY_ERRNOS = (errno.EINTR, errno.EAGAIN)
 _MAX_SYNC_RETRIES = 1000
 _ioctl = fcntl.ioctl
@@ -311,26 +312,32 @@ class Buffer(FdResource):
             UsageError: a view of the mapping outlived its access (the buffer is closed all the
                 same; the memory is unmapped when the last view is released).
         """
-        escaped = False
         if self._map is not None:
-            mapping, self._map = self._map, None
-            try:
-                mapping.close()
-            except BufferError:
-                escaped = True
+            self._close_mapped()
+            return
         fd = self._fd
         if fd >= 0:
             self._fd = -1  # cleared first: a reused fd number is never closed twice
             hooks = self._close_hooks
             if not hooks:
-                os.close(fd)
+                _os_close(fd)
             else:
                 self._close_hooks = ()
                 try:
-                    os.close(fd)
+                    _os_close(fd)
                 finally:
                     for hook in hooks:
                         hook(self.size)
+
+    def _close_mapped(self) -> None:
+        """close() of a mapped buffer: unmap, then the rest of close() (kept off its hot path)."""
+        mapping, self._map = self._map, None
+        escaped = False
+        try:
+            mapping.close()  # type: ignore[union-attr]  # (close() checked it)
+        except BufferError:
+            escaped = True
+        self.close()
         if escaped:
             raise UsageError(
                 f"closed {self.description}, but a view of its CPU mapping outlived its "

@@ -26,6 +26,7 @@ from ..limits import log_charge as _log_charge
 from .properties import HeapProperties
 
 _PAGE_MASK = os.sysconf("SC_PAGE_SIZE") - 1
+_PAGE_BASE = ~_PAGE_MASK
 _MAX_LENGTH = (1 << 63) - _PAGE_MASK  # the largest file size (off_t), rounded down to a page
 _MFD_CLOEXEC = os.MFD_CLOEXEC
 _memfd_create = os.memfd_create
@@ -78,7 +79,7 @@ class MemfdHeap:
                 )
             if name is not None and (not isinstance(name, str) or "\0" in name):
                 raise UsageError(f"memfd: name must be a string without NUL, not {name!r}")
-        size = (length + _PAGE_MASK) & ~_PAGE_MASK
+        size = (length + _PAGE_MASK) & _PAGE_BASE
         # devalloc.limits' charge inlined (see its module): logged as the try's first step, so any
         # failure below (a signal's exception included) finds it logged and returns it. The
         # buffer is built here, in Buffer._adopt's order, with no call after its fd is stored:
