@@ -16,13 +16,13 @@ import pytest
 
 from devalloc.accounting import read_bufinfo
 from devalloc.buffer import Buffer
-from devalloc.constraints import Constraints
+from devalloc.constraints import Constraints, MemoryRules
 from devalloc.devices.discover import discover
 from devalloc.formats import fourcc_code
 from devalloc.service import ServiceClient, connect
 
 from .._service_helpers import NOBODY, run, service, start, start_holding, wait_for
-from ..conftest import need, require
+from ..conftest import capability, need, require
 
 pytestmark = pytest.mark.kernel
 
@@ -198,3 +198,50 @@ def test_service_verifies_its_buffers_on_live_devices(root_only_heap: None) -> N
     assert isinstance(got, dict)
     assert got["heap"] == "dma-heap"
     assert len(got["verified"]) == 2, got
+
+
+@pytest.mark.needs("cma_heap")
+def test_unprivileged_client_gets_cma_buffers() -> None:
+    """On the full kernel: contiguous memory from the CMA heap, through the service, for a client
+    that cannot open the (root-only) node itself."""
+    node = capability("cma_heap").nodes[0]
+    mode = stat.S_IMODE(os.stat(node).st_mode)
+    os.chmod(node, 0o600)
+    contiguous = Constraints(
+        "npu", "input", ((fourcc_code("XR24"), 0),), memory=MemoryRules(contiguous=True)
+    )
+    try:
+        with service() as served:
+
+            def client() -> object:
+                try:
+                    os.close(os.open(node, os.O_RDWR | os.O_CLOEXEC))
+                    denied = None
+                except PermissionError as exc:
+                    denied = exc.errno
+                with (
+                    connect(served.path) as c,
+                    c.allocate(256, 256, usages=[contiguous], cpu_access="rw") as result,
+                ):
+                    buf = result.buffers[0]
+                    with buf.cpu_access("w") as view:
+                        view[:] = b"\x5a" * len(view)
+                    with buf.cpu_access("r") as view:
+                        ok = view.tobytes() == b"\x5a" * len(view)
+                    return {
+                        "denied": denied,
+                        "contiguous": result.heap_properties.contiguous,
+                        "exp": buf.info().exp_name,
+                        "ok": ok,
+                    }
+
+            result = run(client)
+    finally:
+        os.chmod(node, mode)
+    assert "ok" in result, result
+    got = result["ok"]
+    assert isinstance(got, dict)
+    assert got["denied"] == errno.EACCES
+    assert got["contiguous"] is True
+    assert got["exp"] == os.path.basename(node)
+    assert got["ok"] is True
