@@ -20,6 +20,7 @@ from devalloc.sizing import CmaModel, load_scenario, memory_class, size_files, s
 from devalloc.sizing.cma import get_order, page_align
 from devalloc.sizing.compute import explain
 from devalloc.sizing.live import CmaExhaustedError, hold_cma_buffers
+from devalloc.sizing.observe import observed_class, size_observed
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 MIB = 1 << 20
@@ -344,3 +345,49 @@ def test_pipelines_without_contiguous_buffers_need_no_cma_area(
     assert (sizing.kernel_cmdline, sizing.kconfig, sizing.device_tree()) == ("", "", "")
     assert main(["size", str(EXAMPLES / "decode-display.toml")]) == 0
     assert "CMA area: none needed" in capsys.readouterr().out
+
+
+def test_sizing_from_observed_snapshots_takes_the_peak(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    quiet = {"buffers": [{"inode": 3, "size": 3 * MIB, "exp_name": "cma_heap"}]}
+    busy = {
+        "buffers": [
+            {"inode": 5, "size": MIB + 1, "exp_name": "cma_heap"},
+            {"inode": 4, "size": MIB, "exp_name": "my,cma"},  # a device-tree area's heap
+            {"inode": 6, "size": 100, "exp_name": "system"},
+            {"inode": 7, "size": 8192, "exp_name": "vkms"},
+            {"inode": 8, "size": 0, "exp_name": "cma_heap"},  # a size the scan did not read
+        ]
+    }
+    observed = size_observed([quiet, busy], CmaModel(reserved=0), frozenset({"my,cma"}))
+    # the peak per class: the quiet snapshot's 3 MiB of CMA, the busy one's other classes
+    assert observed.classes == {"contiguous": 3 * MIB, "system": 4096, "exporter:vkms": 8192}
+    # inode order: 1 MiB at 0, then 1 MiB + 1 byte at 1 MiB (its slot is MiB-aligned) -> 4 MiB
+    assert observed.snapshots[1] == (
+        {"contiguous": 2 * MIB + 4096, "system": 4096, "exporter:vkms": 8192},
+        4 * MIB,
+    )
+    assert observed.cma_bytes == 4 * MIB
+    assert observed_class(None) == "exporter:unknown"
+    assert observed_class("reserved") == "contiguous"  # Linux 6.12 names buffers after the heap
+    assert observed_class("my,cma") == "exporter:my,cma"
+    with pytest.raises(UsageError, match="not a devalloc ps --json report"):
+        size_observed([{"processes": []}], CmaModel())
+    with pytest.raises(UsageError, match="integer inode and size"):
+        size_observed([{"buffers": [{"size": "1"}]}], CmaModel())
+    with pytest.raises(UsageError, match="at least one"):
+        size_observed([], CmaModel())
+    snap = tmp_path / "busy.json"
+    snap.write_text(json.dumps(busy), encoding="utf-8")
+    args = ["size", "--observed", str(snap), "--cma-reserved", "0", "--cma-heap", "my,cma"]
+    assert main([*args, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cma_bytes"] == 4 * MIB
+    assert main(["size", "--observed", str(snap)]) == 0
+    assert "exporter:vkms" in capsys.readouterr().out
+    assert main(["size", "--observed", str(snap), str(EXAMPLES / "render-encode.toml")]) == 2
+    bad = tmp_path / "bad.json"
+    bad.write_text("{", encoding="utf-8")
+    assert main(["size", "--observed", str(bad)]) == 2
+    assert "not JSON" in capsys.readouterr().err
+    assert main(["size"]) == 2

@@ -10,15 +10,18 @@ Allocation latencies go to the JUnit report (``record_property``).
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from devalloc.accounting import scan
 from devalloc.heaps.dmaheap import DmaHeap
-from devalloc.sizing import FULL_KERNEL_CMA_RESERVED, size_files
+from devalloc.sizing import FULL_KERNEL_CMA_RESERVED, CmaModel, size_files
 from devalloc.sizing.live import CmaExhaustedError, cma_meminfo, hold_cma_buffers
+from devalloc.sizing.observe import size_observed
 
 from ..conftest import capability, open_fds
 
@@ -71,6 +74,15 @@ def test_the_sized_cma_area_holds_every_buffer_and_one_slot_less_does_not(
                     "alloc_median_ms", round(statistics.median(held.latencies) * 1000, 3)
                 )
                 record_property("alloc_max_ms", round(max(held.latencies) * 1000, 3))
+                # sizing from observation: the accounting scan sees the same CMA bytes (this
+                # process's buffers only: other kernel tests may leave driver buffers behind)
+                snapshot = scan().to_json()
+                snapshot["buffers"] = [
+                    b for b in snapshot["buffers"] if any(f["pid"] == os.getpid() for f in b["fds"])
+                ]
+                observed = size_observed([snapshot], CmaModel(FULL_KERNEL_CMA_RESERVED))
+                assert observed.classes.get("contiguous") == worst.classes["contiguous"]
+                record_property("observed_cma_bytes", observed.cma_bytes)
         else:
             record_property("expect", "exhausted")
             with pytest.raises(CmaExhaustedError) as caught:

@@ -4,6 +4,7 @@ Example:
     $ devalloc size examples/render-encode.toml examples/webcam-display-copy.toml
     $ devalloc size examples/scenarios/video-call.toml --json
     $ devalloc size examples/scenarios/video-call.toml --explain --plot sizing.svg
+    $ devalloc ps --json > busy.json; devalloc size --observed busy.json
 
 Pipeline files given together run at the same time; a scenario file lists alternative
 combinations, and the answer is the worst case over them (``docs/sizing.md``). Exit status: 0;
@@ -15,13 +16,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import textwrap
 from pathlib import Path
 from typing import Any
 
+from .._toml import read_text_file
 from ..errors import UsageError
-from ..sizing.cma import CMA_ALIGNMENT_ORDER
+from ..sizing.cma import CMA_ALIGNMENT_ORDER, CmaModel
 from ..sizing.compute import FULL_KERNEL_CMA_RESERVED, Sizing, explain, size_files
+from ..sizing.observe import size_observed
 from ._common import EXIT_OK, SubParsers, add_json_flag, int_at_least, print_json
 
 __all__ = ["plot", "register"]
@@ -48,7 +52,22 @@ def register(sub: SubParsers) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="pipeline or scenario files")
+    parser.add_argument("files", nargs="*", metavar="FILE", help="pipeline or scenario files")
+    parser.add_argument(
+        "--observed",
+        action="append",
+        default=[],
+        metavar="PS.json",
+        help="size from what a real run held instead: devalloc ps --json snapshots (the peak)",
+    )
+    parser.add_argument(
+        "--cma-heap",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with --observed: another exporter name that is a CMA heap (reserved, linux,cma"
+        " and cma_heap are known)",
+    )
     parser.add_argument("--explain", action="store_true", help="where every byte comes from")
     parser.add_argument(
         "--plot",
@@ -146,7 +165,32 @@ def _human(sizing: Sizing) -> list[str]:
     return lines
 
 
+def _observed(args: argparse.Namespace) -> int:
+    if args.files or args.plot or args.explain:
+        raise UsageError("--observed sizes from snapshots alone: leave out FILE, --plot, --explain")
+    snapshots = []
+    for path in args.observed:
+        try:
+            snapshots.append(json.loads(read_text_file(path, "devalloc ps --json snapshot")))
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    model = CmaModel(args.cma_reserved, args.cma_alignment)
+    observed = size_observed(snapshots, model, frozenset(args.cma_heap))
+    if args.json:
+        print_json(observed.to_json())
+        return EXIT_OK
+    print(f"observed peak over {len(snapshots)} snapshot(s), per memory class:")
+    for cls, value in observed.classes.items():
+        print(f"  {cls:<12} {value:>12} bytes ({value / (1 << 20):8.2f} MiB)")
+    print(f"CMA area for the observed CMA buffers: {observed.cma_bytes} bytes")
+    return EXIT_OK
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.observed:
+        return _observed(args)
+    if not args.files:
+        raise UsageError("devalloc size needs pipeline or scenario files (or --observed PS.json)")
     pyplot = None
     out: Path | None = None
     if args.plot is not None:
