@@ -328,3 +328,21 @@ def test_the_dma_heap_hot_path_argument_is_the_c_structure(length: int, fd: int)
     )
     view.fd = fd  # as the kernel writes it
     assert data[dmaheap._FD_WORD] == fd
+
+
+@given(
+    st.integers(0, (1 << 32) - 1),
+    st.integers(0, (1 << 32) - 1),
+    st.integers(0, (1 << 64) - 1),
+    st.integers(0, (1 << 64) - 1),
+)
+def test_the_udmabuf_hot_path_argument_is_the_c_structure(
+    memfd: int, flags: int, offset: int, size: int
+) -> None:
+    """UdmabufDevice's packed udmabuf_create is byte for byte the ctypes structure (checked
+    against the C header)."""
+    from devalloc.heaps import udmabuf
+    from devalloc.uapi.udmabuf import udmabuf_create
+
+    packed = udmabuf.CREATE_DATA.pack(memfd, flags, offset, size)
+    assert packed == bytes(udmabuf_create(memfd, flags, offset, size))

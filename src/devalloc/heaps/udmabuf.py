@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import struct
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -47,6 +48,15 @@ _MEMFD_FLAGS = os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING
 _U32 = 1 << 32
 _U64 = 1 << 64
 _MAX_FILE = 1 << 63  # off_t
+_FD_LIMIT = 1 << 31  # fds are C ints
+#: ``struct udmabuf_create`` (memfd, flags, offset, size) as a struct.Struct for the hot path:
+#: packing it costs a fraction of building the ctypes structure
+#: (:class:`devalloc.uapi.udmabuf.udmabuf_create`, checked against the C header; a test checks
+#: that the two agree).
+CREATE_DATA = struct.Struct("=IIQQ")
+_pack_create = CREATE_DATA.pack
+_CLOEXEC = _uapi.UDMABUF_FLAGS_CLOEXEC
+_CREATE = _uapi.UDMABUF_CREATE
 
 
 class SupportsFileno(Protocol):
@@ -63,7 +73,7 @@ def _borrow(fd: FdLike) -> int:
         number = fd.fileno() if not isinstance(fd, int) else fd
     except AttributeError:
         number = None
-    if type(number) is not int or not 0 <= number < 1 << 31:
+    if type(number) is not int or not 0 <= number < _FD_LIMIT:
         raise UsageError(
             f"udmabuf: expected a memfd (an fd or an object with fileno()), not {fd!r}"
         )
@@ -153,7 +163,7 @@ class UdmabufDevice(FdResource):
 
         ``memfd`` is only borrowed: the caller keeps owning it (the dma-buf holds the pages).
         """
-        fd = memfd if type(memfd) is int else _borrow(memfd)
+        fd = memfd if type(memfd) is int and 0 <= memfd < _FD_LIMIT else _borrow(memfd)
         if not (
             type(offset) is int
             and type(size) is int
@@ -184,12 +194,9 @@ class UdmabufDevice(FdResource):
     def _create(self, dev: int, fd: int, offset: int, size: int, cloexec: bool) -> Buffer:
         """UDMABUF_CREATE on checked arguments: a buffer without close hooks (the caller charged
         ``size`` and gives the buffer its discharge)."""
-        # positional (memfd, flags, offset, size): keywords cost more than the ioctl's setup
         try:
-            arg = _uapi.udmabuf_create(
-                fd, _uapi.UDMABUF_FLAGS_CLOEXEC if cloexec else 0, offset, size
-            )
-            new_fd = fcntl.ioctl(dev, _uapi.UDMABUF_CREATE, arg, True)
+            arg = bytearray(_pack_create(fd, _CLOEXEC if cloexec else 0, offset, size))
+            new_fd = fcntl.ioctl(dev, _CREATE, arg, True)
         except OSError as exc:
             raise error_from_oserror(
                 exc,
