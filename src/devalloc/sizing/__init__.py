@@ -9,7 +9,9 @@ Example:
     True
 
 :mod:`devalloc.sizing.cma` models the kernel's CMA heap placement, :mod:`.scenario` reads scenario
-files, :mod:`.compute` sizes pipelines and combinations; see ``docs/sizing.md``.
+files, :mod:`.compute` sizes pipelines and combinations, :mod:`.observe` sizes from accounting
+snapshots, and :mod:`.live` (the only module doing I/O) holds a combination's buffers on a real
+CMA heap; see ``docs/sizing.md``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from .compute import Sizing as Sizing
 from .compute import memory_class as memory_class
 from .compute import size_files as size_files
 from .compute import size_pipeline as size_pipeline
+from .observe import Observed as Observed
+from .observe import size_observed as size_observed
 from .scenario import Scenario as Scenario
 from .scenario import load_scenario as load_scenario
 from .scenario import loads_scenario as loads_scenario
@@ -36,6 +40,7 @@ __all__ = [
     "CMA_GRANULE",
     "FULL_KERNEL_CMA_RESERVED",
     "CmaModel",
+    "Observed",
     "PipelineSize",
     "Placement",
     "Scenario",
@@ -45,5 +50,6 @@ __all__ = [
     "loads_scenario",
     "memory_class",
     "size_files",
+    "size_observed",
     "size_pipeline",
 ]
