@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -563,3 +564,21 @@ def test_only_charged_closes_are_discharged() -> None:
     assert plain.snapshot("t", "memfd").live_bytes == 0
     with pytest.raises(UsageError, match="charged_closes"):
         HeapStats(charged_closes=1)  # type: ignore[arg-type]
+
+
+def test_closes_after_the_registry_is_gone_are_discharged() -> None:
+    base = limits.in_use()
+    reg = HeapRegistry.discover()
+    heap = reg.select(HeapRequest(device_importable=False))
+    first, second = reg.allocate(heap, PAGE), reg.allocate(heap, 2 * PAGE)
+    stats = weakref.ref(reg._entry(heap).stats)
+    first.close()
+    reg.close()
+    del reg
+    gc.collect()
+    assert limits.in_use() == base + 2 * PAGE
+    assert stats() is not None  # devalloc.limits keeps folding it: a buffer of it is live
+    second.close()
+    assert limits.in_use() == base
+    gc.collect()
+    assert stats() is None  # retired and idle: dropped

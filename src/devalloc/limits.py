@@ -77,7 +77,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-import weakref
 from collections.abc import Sized
 from dataclasses import dataclass
 from typing import Protocol
@@ -343,15 +342,18 @@ class ReleaseSource(Protocol):
     """Something that logs closes of charged buffers elsewhere and passes them on to
     :data:`discharge` when it folds (a heap registry's counters: one close hook does both)."""
 
-    def fold(self) -> None: ...
+    def forward(self) -> bool:
+        """Pass the closes logged so far on to :data:`discharge`; True once nothing more can
+        be logged (then it is dropped)."""
+        ...
 
 
-_sources: weakref.WeakSet[ReleaseSource] = weakref.WeakSet()
+_sources: set[ReleaseSource] = set()  # held until their forward() says they are done
 
 
 def add_release_source(source: ReleaseSource) -> None:
-    """Register ``source`` (held weakly): every exact fold here calls ``source.fold()`` first,
-    so that closes it logged are counted."""
+    """Register ``source``: every exact fold here calls ``source.forward()`` first, so that
+    closes it logged are counted, until it returns True."""
     with _lock:
         _sources.add(source)
 
@@ -362,7 +364,8 @@ def _fold_locked() -> int:
     global _live, bound
     bound = -1  # first: no charge is admitted against a total that is being moved (see module)
     for source in list(_sources):
-        source.fold()  # its closes of charged buffers, into _released
+        if source.forward():  # its closes of charged buffers, into _released
+            _sources.discard(source)
     # Only appends happen outside the lock, at the end: the first n stay put while summed and cut.
     # The new total is computed first and the logs cut after it with no call in between: a
     # signal's exception (raised only after a call) cannot come between a cut and the total.

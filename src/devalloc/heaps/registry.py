@@ -502,6 +502,7 @@ class HeapRegistry:
         self._open.clear()
         errors: list[BaseException] = []
         for entry in self._entries:
+            entry.stats.retire()  # devalloc.limits folds them until their buffers are closed
             if entry.backend is not None:
                 try:
                     entry.backend.close()

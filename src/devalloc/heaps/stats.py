@@ -103,8 +103,8 @@ class HeapStats:
         charged_closes: closes logged through :attr:`close_hook` are of buffers charged to
             :mod:`devalloc.limits`, and each fold discharges them there (so that such a buffer
             needs one close hook, not two; the registry's counters). The counters register with
-            devalloc.limits, whose exact folds fold them first. :meth:`record_close` never
-            discharges.
+            devalloc.limits, whose exact folds fold them first, until :meth:`retire` was called
+            and nothing is live. :meth:`record_close` never discharges.
     """
 
     __slots__ = (
@@ -119,6 +119,7 @@ class HeapStats:
         "_lock",
         "_log",
         "_peak_bytes",
+        "_retired",
         "_uncharged",
         "close_hook",
         "latency_hook",
@@ -147,6 +148,7 @@ class HeapStats:
         self.latency_hook = self._latency_log.append
         self.log = self._log
         self._forward = charged_closes
+        self._retired = False
         if charged_closes:
             add_release_source(self)
 
@@ -179,6 +181,17 @@ class HeapStats:
     def fold(self) -> None:
         """Fold the logged events into the totals now (:meth:`snapshot` does it first)."""
         self._fold()
+
+    def retire(self) -> None:
+        """No more allocations will be logged (the registry closed): once every buffer is
+        closed, devalloc.limits stops folding these counters."""
+        self._retired = True
+
+    def forward(self) -> bool:
+        """For devalloc.limits: fold (discharging the charged closes); True once retired with
+        no buffer live and nothing logged."""
+        self._fold()
+        return self._retired and not self._live_buffers and not self._log
 
     def _fold(self) -> None:
         with self._lock:
