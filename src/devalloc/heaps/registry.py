@@ -511,6 +511,12 @@ class HeapRegistry:
         if errors:  # pragma: no cover
             raise errors[0]
 
+    def __del__(self) -> None:
+        # A registry dropped without close(): its counters retire all the same (devalloc.limits
+        # folds them until their buffers are closed, then lets them go).
+        for entry in self.__dict__.get("_entries", ()):
+            entry.stats.retire()
+
     def __enter__(self) -> Self:
         self._check_open()
         return self
