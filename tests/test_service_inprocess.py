@@ -132,3 +132,16 @@ def test_plan_slots_wrap_and_stay_right(inproc: tuple[Service, str]) -> None:
                 assert result.plan.width == width
                 assert result.buffers[0].layout == result.plan.layout
         assert len(c._plans) == PLAN_SLOTS
+
+
+def test_allocate_for_the_application_alone(inproc: tuple[Service, str]) -> None:
+    """``usages=[]`` as in-process: the application's formats and CPU access decide."""
+    _, path = inproc
+    with (
+        connect(path, timeout=20) as c,
+        c.allocate(64, 64, usages=[], formats=["XR24"], cpu_access="rw") as result,
+    ):
+        assert result.plan.format.name == "XRGB8888"
+        assert result.plan.devices == ()
+        with result.buffers[0].cpu_access("w") as view:
+            view[0] = 1

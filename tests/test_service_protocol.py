@@ -65,7 +65,6 @@ def test_allocate_defaults_filled_in() -> None:
         ({"op": "allocate", "width": True, "height": 1, "usages": ["a"]}, "allocate.width"),
         ({"op": "allocate", "width": 0, "height": 1, "usages": ["a"]}, "allocate.width"),
         ({"op": "allocate", "width": 1, "height": 2**40, "usages": ["a"]}, "allocate.height"),
-        ({"op": "allocate", "width": 1, "height": 1, "usages": []}, "non-empty"),
         ({"op": "allocate", "width": 1, "height": 1, "usages": [5]}, "a usage is"),
         ({"op": "allocate", "width": 1, "height": 1, "usages": [{"c": 1}]}, "a usage is"),
         ({"op": "allocate", "width": 1, "height": 1}, "missing field 'usages'"),

@@ -70,11 +70,7 @@ def connect(path: str | None = None, *, timeout: float | None = 60.0) -> Service
 
 def _wire_usages(usages: Sequence[UsageSpec]) -> list[Any]:
     if isinstance(usages, str | bytes | Constraints) or not isinstance(usages, Sequence):
-        raise UsageError(
-            f"usages is a non-empty list of 'device[:usage]' or Constraints, not {usages!r:.80}"
-        )
-    if not usages:
-        raise UsageError("usages is a non-empty list of 'device[:usage]' or Constraints")
+        raise UsageError(f"usages is a list of 'device[:usage]' or Constraints, not {usages!r:.80}")
     out: list[Any] = []
     for spec in usages:
         if isinstance(spec, Constraints):

@@ -118,7 +118,8 @@ class Field:
         kind: ``int`` (an int, not a bool, within ``minimum``..``maximum``), ``bool``, ``text``
             (a str of at most ``maximum`` characters, no NUL), ``texts`` and ``ints`` (lists of
             at most :data:`MAX_LIST` of those), ``choice`` (one of ``choices``), ``usages`` (a
-            non-empty list of ``"device[:usage]"`` texts or ``{"constraints": {...}}`` objects).
+            list of ``"device[:usage]"`` texts or ``{"constraints": {...}}`` objects; empty:
+            buffers for the application alone, as ``Allocator.allocate(usages=[])``).
         required: the key must be present (else it takes ``default``).
         default: the value of an absent optional key.
     """
@@ -375,8 +376,6 @@ def _check(op: str, f: Field, value: object) -> Any:
         if not all(_is_int(v) and 0 <= v <= f.maximum for v in value):
             raise ProtocolError(f"{where} is a list of non-negative integers")
         return value
-    if not value:
-        raise ProtocolError(f"{where} is a non-empty list")
     usages: list[str | dict[str, Any]] = []
     for v in value:
         if (

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Self, TypeVar
 
 from .. import __version__
-from ..allocator import Allocation, Allocator, UsageSpec, heap_request
+from ..allocator import Allocation, Allocator, UsageSpec, application_alone, heap_request
 from ..constraints import Constraints
 from ..errors import DevallocError, UsageError
 from ..heaps.properties import HeapProperties
@@ -667,11 +667,12 @@ class Service:
         cached = self._needs_cache.get(key)
         if cached is not None:
             return cached
+        alone = not usages  # the application alone: its formats are its constraints
         plan = self.allocator.plan(
             request["width"],
             request["height"],
-            usages=usages,
-            formats=request["formats"],
+            usages=[application_alone(request["formats"])] if alone else usages,
+            formats=None if alone else request["formats"],
             cpu_access=request["cpu_access"],
             prefer_uncached=request["prefer_uncached"],
         )
