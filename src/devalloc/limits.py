@@ -60,13 +60,15 @@ publishes the new bound only after the new ``live`` is stored, and a fast charge
 length before ``bound``: so a charge never pairs a shortened log with an old bound (it may pair
 an old, longer log with a new bound, which is only stricter). Charges logged while a fold runs
 stay in the log and are counted by the next one. A refusal comes only from :func:`admit`, after a
-fold, so it is exact (up to charges other threads logged but have not yet finished).
+fold, so it is exact up to charges of other threads that are being decided at the same moment:
+those are counted while they wait for the lock, so under contention at the cap a request can be
+refused for bytes another request then does not get (the total never goes above the cap).
 
 Signals: the heaps log the charge as the first statement of a ``try`` whose handler discharges
-it, and CPython raises a signal handler's exception only between bytecodes, after a call returns
-(never before the ``append`` inside it): an exception anywhere in that ``try`` finds the charge
-logged, and one before it finds nothing logged. No lock is held on the fast path, and the slow
-path's lock is a ``with`` section.
+it first, and CPython raises a signal handler's exception only between bytecodes, after a call
+returns (never before the ``append`` inside it): an exception anywhere in that ``try`` finds the
+charge logged, and one before it finds nothing logged. No lock is held on the fast path, and the
+slow path's lock is a ``with`` section.
 
 Charges may run from any thread; after ``fork`` the child keeps its copy of the total (it holds
 copies of the parent's buffers) with a fresh lock.

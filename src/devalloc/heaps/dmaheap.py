@@ -160,12 +160,12 @@ class DmaHeap(FdResource):
             buf._fd = new_fd
             buf._close_hooks = _CLOSE_HOOKS  # discharge the limits' total on close
         except BaseException as exc:
+            _discharge(size)  # first: a signal's exception comes only after a call
             # The kernel writes the new fd into the argument only on success (it was 0): one
             # there is not owned by any buffer yet (a signal came after the ioctl).
             created = data[_FD_WORD]
             if created:
                 os.close(created)
-            _discharge(size)
             if not isinstance(exc, OSError):
                 raise
             raise error_from_oserror(

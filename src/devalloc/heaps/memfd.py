@@ -102,9 +102,9 @@ class MemfdHeap:
             buf.is_dmabuf = False
             buf._close_hooks = _CLOSE_HOOKS  # discharge the limits' total on close
         except BaseException as exc:
+            _discharge(size)  # first: a signal's exception comes only after a call
             if fd >= 0:
                 os.close(fd)
-            _discharge(size)
             if isinstance(exc, OSError):
                 what = (
                     f"cannot size a memfd to {size} bytes"
