@@ -670,14 +670,41 @@ def profile_steps(source: str) -> list[tuple[str, str, Setup]]:
 
         return run
 
+    def limits_inline(stack: ExitStack, size: int) -> RunFn:
+        log, charges, discharge, admit = (
+            limits.log_charge,
+            limits.charges,
+            limits.discharge,
+            limits.admit,
+        )
+
+        def run(n: int) -> None:
+            for _ in range(n):
+                log(size)
+                if len(charges) > limits.bound or size > limits.fast_max:
+                    admit(size, "bench")
+                discharge(size)
+            limits.in_use()  # its share of the fold
+
+        return run
+
     steps += [
-        ("limits.charge + discharge", "devalloc.limits' hot path, folds included", limits_charge),
+        (
+            "limits.charge + discharge",
+            "the public charge function, folds included",
+            limits_charge,
+        ),
+        (
+            "limits inline charge + discharge",
+            "the heaps' inlined lock-free charge, folds included",
+            limits_inline,
+        ),
         ("perf_counter_ns() x 2", "the registry's latency clock", two_clocks),
         ("HeapStats.record_allocation + close hook", "the registry's counters", stats_events),
         (
-            "Buffer._adopt + 2 close hooks, close",
-            "a registry buffer's object (limits, counters)",
-            buffer_adopt((limits.discharge, HeapStats().close_hook)),
+            "Buffer._adopt + 1 close hook, close",
+            "a registry buffer's object (one hook: the counters' log)",
+            buffer_adopt((HeapStats().close_hook,)),
         ),
         ("os.close(os.dup(fd))", "dup + close of a buffer fd", dup_close),
         ("Buffer(dup, size=...).close()", "Buffer with the size given", buffer_known),
