@@ -1,5 +1,5 @@
 """What the dev install must provide so no optional test skips in CI: numpy (Buffer.planes) and
-GStreamer's bindings (devalloc.gst.bridge); and scripts/setup.sh's options."""
+GStreamer's bindings (devalloc.gst.bridge), matplotlib (devalloc size --plot); and scripts/setup.sh's options."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 STRICT = os.environ.get("DEVALLOC_STRICT") == "1"
 
 
-@pytest.mark.parametrize("module", ["numpy", "devalloc.gst.bridge"])
+@pytest.mark.parametrize("module", ["numpy", "devalloc.gst.bridge", "matplotlib"])
 def test_dev_install_provides(module: str) -> None:
     """CI (DEVALLOC_STRICT=1, after scripts/setup.sh --dev) has every optional dependency."""
     try:
