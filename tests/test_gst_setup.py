@@ -1,5 +1,6 @@
 """What the dev install must provide so no optional test skips in CI: numpy (Buffer.planes) and
-GStreamer's bindings (devalloc.gst.bridge), matplotlib (devalloc size --plot); and scripts/setup.sh's options."""
+GStreamer's bindings (devalloc.gst.bridge), matplotlib (devalloc size --plot); and
+scripts/setup.sh's options."""
 
 from __future__ import annotations
 
