@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Run the heap benchmark (bench/heaps.py) inside the test VM, against the C baseline in the same
-# boot, and keep the result as bench/results/heaps-KERNEL.json.
+# boot, and keep the result as bench/results/heaps-KERNEL.json; with --script service, the service
+# benchmark (bench/service.py: brokered allocate+close against the in-process Allocator and the
+# same C loop) into bench/results/service-KERNEL.json.
 #
-# Usage: bench/run-vm.sh [--kernel stock|full] [--icount] [--timeout SECONDS]
-#                        [--append KERNEL_ARGS] [-- HEAPS_PY_ARGS...]
+# Usage: bench/run-vm.sh [--kernel stock|full] [--icount] [--script heaps|service]
+#                        [--timeout SECONDS] [--append KERNEL_ARGS] [-- BENCH_ARGS...]
 #
 #   bash bench/run-vm.sh                       # Debian's stock 6.12: system heap, udmabuf
 #   bash bench/run-vm.sh --kernel full         # the project's full kernel (adds the CMA heap)
 #   bash bench/run-vm.sh -- --rounds 1         # a shorter run
 #   bash bench/run-vm.sh --icount              # instruction counts instead of time (see below)
+#   bash bench/run-vm.sh --icount --script service   # the service bench: service-stock-icount.json
 #
 # The VM is the one tests/vm/ prepares and boots (tests/vm/setup.sh prints its kernel directory;
 # tests/vm/qemu.sh holds the QEMU command line): QEMU (TCG), the host's root shared read-only over
@@ -29,12 +32,14 @@ repo=$(cd "$here/.." && pwd)
 source "$repo/tests/vm/qemu.sh"
 kind=stock
 icount=0
+script=heaps
 timeout_s=600
 append=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --kernel) kind=${2:-}; shift 2 || { echo "run-vm.sh: --kernel needs stock or full" >&2; exit 2; } ;;
     --icount) icount=1; shift ;;
+    --script) script=${2:-}; shift 2 || { echo "run-vm.sh: --script needs heaps or service" >&2; exit 2; } ;;
     --timeout) timeout_s=$2; shift 2 ;;
     --append) append="$append $2"; shift 2 ;;
     --) shift; break ;;
@@ -44,6 +49,10 @@ done
 case "$kind" in
   stock | full) ;;
   *) echo "run-vm.sh: unknown kernel '$kind': use --kernel stock or --kernel full" >&2; exit 2 ;;
+esac
+case "$script" in
+  heaps | service) ;;
+  *) echo "run-vm.sh: unknown script '$script': use --script heaps or --script service" >&2; exit 2 ;;
 esac
 
 python=${DEVALLOC_VM_PYTHON:-$repo/.venv/bin/python}
@@ -60,7 +69,9 @@ if [ "$icount" = 1 ]; then
   # depend on the host's load: one round of a few short batches is enough.
   label=$kind-icount
   vm_accel --icount
-  bench_defaults=(--rounds 1 --batches 5 --batch-ms 2 --budget-ms 300 --no-bandwidth)
+  if [ "$script" = heaps ]; then
+    bench_defaults=(--rounds 1 --batches 5 --batch-ms 2 --budget-ms 300 --no-bandwidth)
+  fi
 fi
 
 out=$(mktemp -d /tmp/devalloc-bench.XXXXXX)
@@ -79,18 +90,18 @@ rev=$(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)
   echo "export DEVALLOC_BENCH_GIT=$(printf %q "$rev")"
   echo "export DEVALLOC_BENCH_HOST_TIME=$(date -u +%Y-%m-%dT%H:%M:%S+00:00)"
   echo "export DEVALLOC_BENCH_CLOCK=$([ "$icount" = 1 ] && echo icount || echo wall)"
-  printf '%q bench/heaps.py --vm --label %q --cbin /run/devalloc-out/heapbench --out /run/devalloc-out/heaps.json' \
-    "$python" "$label"
+  printf '%q bench/%s.py --vm --label %q --cbin /run/devalloc-out/heapbench --out /run/devalloc-out/%s.json' \
+    "$python" "$script" "$label" "$script"
   for a in "${bench_defaults[@]}" "$@"; do printf ' %q' "$a"; done
   echo ' > /run/devalloc-out/summary.md'
 } > "$out/guest-cmd.sh"
 
 vm_boot bench "$kdir" "$out" "$timeout_s" "$append" || exit 1
 rc=$(cat "$out/rc")
-if [ -f "$out/heaps.json" ]; then
+if [ -f "$out/$script.json" ]; then
   mkdir -p "$here/results"
   # Other VMs on this host slow the guest down: keep the host's load at the end next to the start.
-  "$python" - "$out/heaps.json" "$here/results/heaps-$label.json.tmp" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'EOF'
+  "$python" - "$out/$script.json" "$here/results/$script-$label.json.tmp" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'EOF'
 import json, sys
 src, dst, load = sys.argv[1:]
 with open(src, encoding="utf-8") as f:
@@ -100,8 +111,8 @@ with open(dst, "w", encoding="utf-8") as f:
     json.dump(result, f, indent=1)
     f.write("\n")
 EOF
-  mv "$here/results/heaps-$label.json.tmp" "$here/results/heaps-$label.json"
-  echo "bench: results in bench/results/heaps-$label.json"
+  mv "$here/results/$script-$label.json.tmp" "$here/results/$script-$label.json"
+  echo "bench: results in bench/results/$script-$label.json"
 fi
 [ ! -f "$out/summary.md" ] || cat "$out/summary.md"
 exit "$rc"

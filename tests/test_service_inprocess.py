@@ -145,3 +145,64 @@ def test_allocate_for_the_application_alone(inproc: tuple[Service, str]) -> None
         assert result.plan.devices == ()
         with result.buffers[0].cpu_access("w") as view:
             view[0] = 1
+
+
+class _CountingResolver(Allocator):
+    """An allocator that counts how often a usage is resolved (once per negotiation)."""
+
+    resolved = 0
+
+    def resolve(self, spec: Any) -> Any:
+        self.resolved += 1
+        return super().resolve(spec)
+
+
+def test_a_repeated_request_reuses_its_plan(tmp_path: object) -> None:
+    """The same allocation asked for again is not negotiated again (the plan is reused; the
+    heap, quota and books are handled per request), and it gets what the in-process Allocator
+    gives: plan, notes, unverified labels, heap."""
+    path = os.path.join(str(tmp_path), "socket")
+    allocator = _CountingResolver(discover_devices=False)
+    with (
+        _serving(path, allocator, Policy.from_text("[default]\nmax_buffers = 3\n", "p.toml")),
+        connect(path, timeout=20) as c,
+        Allocator(discover_devices=False) as local,
+    ):
+        for _ in range(3):
+            with c.allocate(32, 8, usages=[YUYV], allow_cpu_only=True) as result:
+                assert result.buffers[0].size >= (result.plan.layout.size or 0)
+        assert allocator.resolved == 2  # the first request: the plan and its unverified labels
+        with (
+            c.allocate(32, 8, usages=[YUYV], count=3, allow_cpu_only=True) as brokered,
+            local.allocate(32, 8, usages=[YUYV], count=3, allow_cpu_only=True) as in_process,
+        ):
+            assert brokered.plan == in_process.plan
+            assert brokered.notes == in_process.notes
+            assert brokered.unverified == in_process.unverified == ("cam:out",)
+            assert brokered.heap_properties == in_process.heap_properties
+            with pytest.raises(QuotaError, match="max_buffers"):  # the quota still holds
+                c.allocate(32, 8, usages=[YUYV], allow_cpu_only=True)
+        with (
+            c.allocate(64, 64, usages=[], formats=["XR24"]) as alone,
+            local.allocate(64, 64, usages=[], formats=["XR24"]) as alone_here,
+        ):
+            assert alone.plan == alone_here.plan
+            assert alone.plan.devices == ()
+            assert alone.notes == alone_here.notes
+            assert alone.unverified == ()
+        assert c.status()["books"]["buffers"] == 0
+
+
+def test_verify_empties_the_plan_cache(tmp_path: object) -> None:
+    """A verify request negotiates in full (what it learns changes later plans), and the next
+    plain request is negotiated again."""
+    path = os.path.join(str(tmp_path), "socket")
+    allocator = _CountingResolver(discover_devices=False)
+    with _serving(path, allocator), connect(path, timeout=20) as c:
+        c.allocate(32, 8, usages=[YUYV], allow_cpu_only=True).close()
+        first = allocator.resolved
+        c.allocate(32, 8, usages=[YUYV], allow_cpu_only=True, verify=True).close()
+        assert allocator.resolved > first
+        verified = allocator.resolved
+        c.allocate(32, 8, usages=[YUYV], allow_cpu_only=True).close()
+        assert allocator.resolved > verified

@@ -294,6 +294,24 @@ def test_bench_boots_the_same_vm_with_icount(fake_vm: dict[str, str]) -> None:
     assert guest.rstrip().endswith("--sizes 4096 > /run/devalloc-out/summary.md")
 
 
+@pytest.mark.usefixtures("setup_packages")
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="bench/run-vm.sh builds heapbench.c")
+def test_bench_runs_the_service_bench_with_the_c_loop(fake_vm: dict[str, str]) -> None:
+    """--script service runs bench/service.py in the same VM, with heapbench for the C loop and
+    no heaps.py defaults."""
+    _, argv, guest = _launch(
+        fake_vm,
+        "0",
+        *("bash", str(REPO / "bench" / "run-vm.sh"), "--icount", "--script", "service"),
+        *("--", "--count", "60"),
+    )
+    assert _option(argv, "-icount") == ["shift=0,sleep=off"]
+    last = guest.rstrip().splitlines()[-1]
+    assert " bench/service.py --vm --label stock-icount --cbin /run/devalloc-out/heapbench" in last
+    assert "--out /run/devalloc-out/service.json --count 60 > " in last
+    assert "--batches" not in last
+
+
 # -- build-kernel.sh: one build at a time per cache -------------------------------------------
 
 STAND_INS = {

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -45,7 +46,14 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Self, TypeVar
 
 from .. import __version__
-from ..allocator import Allocation, Allocator, UsageSpec, application_alone, heap_request
+from ..allocator import (
+    ALONE_NOTE,
+    Allocation,
+    Allocator,
+    UsageSpec,
+    application_alone,
+    heap_request,
+)
 from ..constraints import Constraints
 from ..errors import DevallocError, UsageError
 from ..heaps.properties import HeapProperties
@@ -284,7 +292,7 @@ class Service:
             if isinstance(path, str):
                 self._names.add(path)
         self._usage_cache: _Cache[tuple[UsageSpec, ...]] = _Cache()
-        self._needs_cache: _Cache[tuple[list[int], str]] = _Cache()
+        self._needs_cache: _Cache[_Need] = _Cache()
         self._plans: _Cache[tuple[int, dict[str, Any]]] = _Cache()  # Plan -> (id, JSON)
         self._plan_ids = iter(range(1, 1 << 62))
         self.collections: dict[str, Collection] = {}
@@ -634,11 +642,12 @@ class Service:
         }
         return {"status": status}, [], None
 
-    def _usages(self, raw: list[Any]) -> list[UsageSpec]:
+    def _usages(self, raw: list[Any], key: str | None = None) -> list[UsageSpec]:
         """Wire usages -> the allocator's: Constraints from JSON, or the name of a live device or
         bundled profile. The service never opens a path a client names. (Cached by the wire
-        form: the same usages are parsed once.)"""
-        key = json.dumps(raw, sort_keys=True)
+        form, ``key`` when the caller made it: the same usages are parsed once.)"""
+        if key is None:
+            key = json.dumps(raw, sort_keys=True)
         cached = self._usage_cache.get(key)
         if cached is not None:
             return list(cached)
@@ -658,12 +667,24 @@ class Service:
         self._usage_cache.put(key, tuple(out))
         return out
 
-    def _needs(self, request: dict[str, Any], usages: list[UsageSpec]) -> tuple[list[int], str]:
-        """The buffer sizes of one image and the memory class a request asks for, from its plan
-        (cached by the request's wire form: this is only the quota check before allocating;
-        the books take the sizes and heap of what was allocated)."""
-        fields = ("usages", "width", "height", "formats", "cpu_access", "prefer_uncached")
-        key = json.dumps([request[f] for f in fields], sort_keys=True)
+    def _needs(self, request: dict[str, Any], usages: list[UsageSpec], usage_key: str) -> _Need:
+        """What a request asks for: its negotiated plan, the buffer sizes of one image and their
+        memory class (cached by the request's wire form, ``usage_key`` being its usages').
+
+        Negotiation is a pure function of the constraints and the image request, so an
+        allocation asked for again reuses its plan instead of negotiating from scratch; the heap
+        is still selected (and the fallback tried) at every allocation, the quota checked
+        before allocating, and the books take the sizes and heap of what was allocated. A
+        ``verify`` request empties the cache (verification may teach the allocator a
+        constraint, which changes later plans)."""
+        key = (
+            usage_key,
+            request["width"],
+            request["height"],
+            None if request["formats"] is None else tuple(request["formats"]),
+            request["cpu_access"],
+            request["prefer_uncached"],
+        )
         cached = self._needs_cache.get(key)
         if cached is not None:
             return cached
@@ -676,14 +697,51 @@ class Service:
             cpu_access=request["cpu_access"],
             prefer_uncached=request["prefer_uncached"],
         )
+        notes: list[str] = []
+        if alone:  # as Allocator.allocate: no device takes part
+            plan = dataclasses.replace(plan, devices=())
+            notes.append(ALONE_NOTE)
+            unverified: tuple[str, ...] = ()
+        else:
+            constraints = [c for spec in usages for c, _ in self.allocator.resolve(spec)]
+            unverified = tuple(c.label for c in constraints)
+        skipped = plan.find("skipped")
+        if skipped is not None and skipped.note not in notes:
+            notes.append(skipped.note)
         wanted = heap_request(plan)
         memory = "protected" if wanted.protected else "contiguous" if wanted.contiguous else ""
-        needs = (
-            list(plan.layout.buffer_sizes or ((plan.layout.size or 0),)),
+        need = _Need(
+            plan,
+            tuple(plan.layout.buffer_sizes or ((plan.layout.size or 0),)),
             memory or "scattered",
+            alone,
+            unverified,
+            tuple(notes),
         )
-        self._needs_cache.put(key, needs)
-        return needs
+        self._needs_cache.put(key, need)
+        return need
+
+    def _allocate_planned(
+        self, need: _Need, count: int, allow_cpu_only: bool, name: str
+    ) -> Allocation:
+        """``Allocator.allocate`` without verification, from the plan negotiated before: the
+        heap selected now (CPU-only fallback and out-of-memory fallback as the allocator does
+        them), the allocator's caps checked, the same notes."""
+        allocator = self.allocator
+        heap, chunk, heap_notes = allocator._select(need.plan, allow_cpu_only or need.alone, False)
+        images, heap = allocator._allocate_with_fallback(
+            need.plan, heap, count, name, chunk, heap_notes
+        )
+        return Allocation(
+            need.plan,
+            heap,
+            allocator.registry.properties(heap),
+            images,
+            (),
+            need.unverified,
+            (),
+            need.notes + tuple(heap_notes),
+        )
 
     def _charge_check(
         self,
@@ -717,35 +775,48 @@ class Service:
             )
 
     def _op_allocate(self, conn: _Connection, request: dict[str, Any]) -> _Result:
-        usages = self._usages(request["usages"])
+        usage_key = json.dumps(request["usages"], sort_keys=True)
+        usages = self._usages(request["usages"], usage_key)
         count = request["count"]
-        image, memory = self._needs(request, usages)
-        sizes = image * count
+        need = self._needs(request, usages, usage_key)
+        sizes = list(need.image) * count
         if len(sizes) > MAX_FDS:
             raise UsageError(
-                f"{count} images of {len(image)} buffers are {len(sizes)} fds, more than"
+                f"{count} images of {len(need.image)} buffers are {len(sizes)} fds, more than"
                 f" one reply carries ({MAX_FDS}); allocate fewer at a time"
             )
-        self._charge_check([conn.key], sizes, memory)
-        result = self.allocator.allocate(
-            request["width"],
-            request["height"],
-            usages=usages,
-            formats=request["formats"],
-            count=count,
-            cpu_access=request["cpu_access"],
-            prefer_uncached=request["prefer_uncached"],
-            verify=request["verify"],
-            frames=request["frames"],
-            allow_cpu_only=request["allow_cpu_only"],
-            name=buffer_name(conn.ident, count),
-        )
+        self._charge_check([conn.key], sizes, need.memory)
+        name = buffer_name(conn.ident, count)
+        if request["verify"]:
+            self._needs_cache.clear()  # what verification learns changes later plans
+            result = self.allocator.allocate(
+                request["width"],
+                request["height"],
+                usages=usages,
+                formats=request["formats"],
+                count=count,
+                cpu_access=request["cpu_access"],
+                prefer_uncached=request["prefer_uncached"],
+                verify=True,
+                frames=request["frames"],
+                allow_cpu_only=request["allow_cpu_only"],
+                name=name,
+            )
+        else:
+            result = self._allocate_planned(need, count, request["allow_cpu_only"], name)
         try:
             memory = memory_class(result.heap_properties)
             buffers = [b for image in result.images for b in image]
-            self._charge_check([conn.key], [b.size for b in buffers], memory)
-            ids = self.books.hand_out(conn.key, [(b.size, memory) for b in buffers])
-            plan = self._plan_for(conn, result.plan)
+            got = [b.size for b in buffers]
+            if got != sizes or memory != need.memory:  # else the check above said it all
+                self._charge_check([conn.key], got, memory)
+            ids = self.books.hand_out(conn.key, [(size, memory) for size in got])
+            if result.plan is need.plan:
+                if need.entry is None:
+                    need.entry = self._plan_entry(need.plan)
+                plan = self._plan_for(conn, need.entry)
+            else:
+                plan = self._plan_for(conn, self._plan_entry(result.plan))
             description = _describe(result, ids, request.get("name"), plan)
         except BaseException:
             result.close()
@@ -760,11 +831,11 @@ class Service:
             self._plans.put(plan, entry)
         return entry
 
-    def _plan_for(self, conn: _Connection, plan: Plan) -> dict[str, Any]:
+    def _plan_for(self, conn: _Connection, entry: tuple[int, dict[str, Any]]) -> dict[str, Any]:
         """``{"plan_slot": k}`` when this client holds the plan in its slot k already, else
         the plan's JSON and the slot to keep it in (round robin over :data:`PLAN_SLOTS`): a
         client allocating the same thing again gets a few bytes, not the whole plan."""
-        plan_id, data = self._plan_entry(plan)
+        plan_id, data = entry
         slot = conn.plan_slots.get(plan_id)
         if slot is not None:
             return {"plan_slot": slot}
@@ -966,6 +1037,21 @@ class Service:
         )
 
 
+@dataclass
+class _Need:
+    """What one allocate request asks for (see ``Service._needs``): the negotiated plan, one
+    image's buffer sizes and memory class, whether no device takes part, the labels left
+    unverified and the negotiation's notes; ``entry`` is the plan's (id, JSON) once sent."""
+
+    plan: Plan
+    image: tuple[int, ...]
+    memory: str
+    alone: bool
+    unverified: tuple[str, ...]
+    notes: tuple[str, ...]
+    entry: tuple[int, dict[str, Any]] | None = None
+
+
 def _rule(exc: DevallocError) -> tuple[str, ...]:
     rule = getattr(exc, "rule", None)
     return (rule,) if isinstance(rule, str) else ()
@@ -984,6 +1070,9 @@ class _Cache(Generic[_T]):
         if len(self._items) >= CACHE_SIZE:
             self._items.clear()
         self._items[key] = value
+
+    def clear(self) -> None:
+        self._items.clear()
 
 
 def _describe(
