@@ -15,8 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devalloc.errors import DevallocError, OutOfMemoryError, UsageError
+from devalloc.heaps.properties import HeapProperties
 from devalloc.negotiate import NegotiationError
 from devalloc.negotiate.records import Conflict
+from devalloc.service.client import _buffer
 from devalloc.service.protocol import (
     MAX_FDS,
     MAX_MESSAGE,
@@ -262,3 +264,15 @@ def test_malformed_error_replies(error: object) -> None:
     exc = error_from_reply(error)
     assert isinstance(exc, ProtocolError)
     assert isinstance(exc, DevallocError)
+
+
+def test_a_received_fd_said_to_be_a_dmabuf_is_checked_and_closed_when_not() -> None:
+    """The client checks a dma-buf it receives as Buffer.from_fd would (its fdinfo names an
+    exporter), on the received fd itself; one that is not a dma-buf is refused and closed."""
+    r, w = os.pipe()
+    try:
+        with pytest.raises(ProtocolError, match="not a dma-buf"):
+            _buffer(r, {"dmabuf": True, "size": 4096}, HeapProperties("dma-heap", "system"))
+        assert_fd_closed(r)
+    finally:
+        os.close(w)

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Self
 
 from ..allocator import Allocation, UsageSpec
-from ..buffer import Buffer
+from ..buffer import Buffer, read_fdinfo
 from ..constraints import Constraints, CpuAccess, load_constraints
 from ..errors import ClosedResourceError, DevallocError, UsageError
 from ..formats import fourcc_to_str
@@ -488,10 +488,20 @@ class ServiceClient:
 def _buffer(fd: int, entry: dict[str, Any], props: HeapProperties) -> Buffer:
     """A Buffer owning received ``fd`` (a dma-buf is checked as one; a memfd stays CPU-only)."""
     if entry.get("dmabuf") is True:
+        # As Buffer.from_fd checks (fdinfo names an exporter), on the fd this client owns
+        # already: no duplicate to make and close.
         try:
-            return Buffer.from_fd(fd, protected=bool(props.protected))
-        finally:
+            fields = read_fdinfo(fd)
+            exporter = fields.get("exp_name")
+            if exporter is None:
+                raise ProtocolError(
+                    "the service sent a buffer that is not a dma-buf (its fdinfo names no exporter)"
+                )
+            size = int(fields["size"]) if "size" in fields else None
+        except BaseException:
             os.close(fd)
+            raise
+        return Buffer(fd, exporter=exporter, size=size, protected=bool(props.protected))
     return Buffer(fd, exporter="memfd (devalloc service)", dmabuf=False, size=int(entry["size"]))
 
 
