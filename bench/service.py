@@ -156,33 +156,51 @@ def latency(path: str, cpu_only: bool, count: int, cbin: str | None) -> dict[str
     return results
 
 
-def _client_loop(path: str, cpu_only: bool, seconds: float, out: int) -> None:
+def _client_loop(path: str, cpu_only: bool, seconds: float, go: int, out: int) -> None:
+    """One client: connect, wait for ``go`` (every client connected), allocate and close 4 KiB
+    buffers until ``deadline``; report the samples and the loop's start and end."""
     samples: list[float] = []
     with connect(path, timeout=120) as client:
+        client.hello()  # connected and known to the service before the clock starts
+        os.read(go, 1)
         w, h = SIZES["4K"]
-        deadline = time.monotonic() + seconds
+        begin = time.monotonic()
+        deadline = begin + seconds
         while time.monotonic() < deadline:
             start = time.perf_counter()
             client.allocate(w, h, usages=[XR24], allow_cpu_only=cpu_only).close()
             samples.append(time.perf_counter() - start)
-    os.write(out, json.dumps(samples).encode())
+        end = time.monotonic()
+    os.write(out, json.dumps({"samples": samples, "begin": begin, "end": end}).encode())
 
 
 def throughput(path: str, cpu_only: bool, clients: int, seconds: float) -> dict[str, Any]:
-    """N forked clients allocating 4 KiB buffers for ``seconds``."""
+    """N forked clients, all connected first, allocating 4 KiB buffers for ``seconds`` each;
+    allocations per second over the window from the first client's start to the last one's
+    end (CLOCK_MONOTONIC is one clock for every process)."""
+    go_r, go_w = os.pipe()
     children = []
     for _ in range(clients):
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
             os.close(r)
+            os.close(go_w)
             try:
-                _client_loop(path, cpu_only, seconds, w)
+                _client_loop(path, cpu_only, seconds, go_r, w)
             finally:
                 os._exit(0)
         os.close(w)
         children.append((pid, r))
+    os.close(go_r)
+    # each child says hello before it reads its byte: ask the service until all are connected
+    with connect(path) as probe:
+        while probe.status()["connections"] < clients + 1:
+            time.sleep(0.01)
+    os.write(go_w, b"g" * clients)
+    os.close(go_w)
     samples: list[float] = []
+    begins, ends = [], []
     for pid, r in children:
         chunks = []
         while chunk := os.read(r, 1 << 20):
@@ -190,9 +208,18 @@ def throughput(path: str, cpu_only: bool, clients: int, seconds: float) -> dict[
         os.close(r)
         os.waitpid(pid, 0)
         if chunks:
-            samples.extend(json.loads(b"".join(chunks)))
+            report = json.loads(b"".join(chunks))
+            samples.extend(report["samples"])
+            begins.append(report["begin"])
+            ends.append(report["end"])
+    window = max(ends) - min(begins) if ends else seconds
     summary = _summary(samples) if samples else {"n": 0}
-    return {"clients": clients, "allocations_per_s": len(samples) / seconds, **summary}
+    return {
+        "clients": clients,
+        "allocations_per_s": len(samples) / window,
+        "window_s": window,
+        **summary,
+    }
 
 
 def main() -> int:

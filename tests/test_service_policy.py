@@ -6,12 +6,14 @@ import grp
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from devalloc.constraints import Constraints
 from devalloc.errors import UsageError
 from devalloc.formats import fourcc_code
 from devalloc.negotiate import NegotiationError
-from devalloc.service.books import Books
+from devalloc.service.books import Books, Holding
 from devalloc.service.collections import Collection, combine_cpu_access
 from devalloc.service.policy import Identity, Policy, Usage
 from devalloc.service.protocol import CollectionError, PolicyError, QuotaError
@@ -233,3 +235,74 @@ def test_unit_files_match_the_service() -> None:
     assert "ExecReload=/bin/kill -HUP $MAINPID\n" in service_unit
     assert "DevicePolicy=closed\n" in service_unit
     assert "NoNewPrivileges=yes\n" in service_unit
+
+
+def _counted_by_hand(books: Books, uid: int) -> tuple[Usage, tuple[int, int]]:
+    """The quota figures recomputed from every client's holdings (what the tallies keep)."""
+    mine: dict[int, Holding] = {}
+    collections: set[str] = set()
+    every: dict[int, int] = {}
+    for client in books.clients.values():
+        for h in client.holdings.values():
+            every[h.id] = h.size
+        if client.ident.uid == uid:
+            mine.update(client.holdings)
+            collections |= client.collections
+    usage = Usage(
+        sum(h.size for h in mine.values()),
+        len(mine),
+        len(collections),
+        sum(h.size for h in mine.values() if h.memory == "contiguous"),
+    )
+    return usage, (sum(every.values()), len(every))
+
+
+_STEP = st.tuples(
+    st.sampled_from(["hand_out", "share", "release", "release_collection", "drop", "take_over"]),
+    st.integers(0, 3),  # a client
+    st.integers(0, 3),  # another client / a size / a collection
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_STEP, max_size=40))
+def test_the_books_tallies_equal_a_recount(steps: list[tuple[str, int, int]]) -> None:
+    """usage_of_uid and totals (running tallies) always equal a recount of every holding,
+    whatever order buffers are handed out, shared, released, dropped and taken over in; two
+    uids, clients 0 and 1 of uid 1000, 2 and 3 of uid 1001."""
+    books = Books()
+    live: set[int] = set()
+    next_key = 100
+
+    def open_client(slot: int) -> None:
+        books.add_client(slot, Identity(slot, 1000 + slot // 2, 1000, (), f"c{slot}"))
+        live.add(slot)
+
+    for slot in range(4):
+        open_client(slot)
+    for op, a, b in steps:
+        if a not in live:
+            open_client(a)
+        if op == "hand_out":
+            memory = "contiguous" if b % 2 else "scattered"
+            books.hand_out(a, [(4096 * (b + 1), memory)])
+        elif op == "share" and b in live and b != a:
+            ids = books.hand_out(a, [(8192, "scattered")], collection=f"k{b}")
+            books.hand_out(b, [(8192, "scattered")], collection=f"k{b}", ids=ids)
+        elif op == "release":
+            books.release(a, list(books.clients[a].holdings)[: b + 1])
+        elif op == "release_collection":
+            books.release_collection(a, f"k{b}")
+        elif op == "drop":
+            books.drop_client(a)
+            live.discard(a)
+        elif op == "take_over" and b in live and b != a:
+            books.add_client(next_key, books.clients[a].ident)
+            books.take_over(a, next_key)
+            live.discard(a)
+            books.clients[a] = books.clients.pop(next_key)  # keep the slot's key
+            live.add(a)
+        for uid in (1000, 1001):
+            usage, totals = _counted_by_hand(books, uid)
+            assert books.usage_of_uid(uid) == usage
+            assert books.totals() == totals

@@ -91,20 +91,114 @@ class ClientBooks:
         }
 
 
+@dataclass
+class _Tally:
+    """What the clients of one uid hold together: each buffer id with the number of its
+    clients holding it (a buffer shared between two connections counts once), the bytes and
+    contiguous bytes of those buffers, and each collection with its number of clients."""
+
+    held: dict[int, int] = field(default_factory=dict)
+    bytes: int = 0
+    contiguous: int = 0
+    collections: Counter[str] = field(default_factory=Counter)
+
+
 class Books:
-    """Every client's holdings, keyed by the server's connection key."""
+    """Every client's holdings, keyed by the server's connection key.
+
+    The quota figures (:meth:`usage_of_uid`, :meth:`totals`) are kept as running tallies,
+    updated by every change of a holding, so a request costs the same with 1 or 1000 clients;
+    a client's holdings change only through the methods here."""
 
     def __init__(self) -> None:
         self.clients: dict[int, ClientBooks] = {}
         self._ids = itertools.count(1)
+        self._held: dict[int, int] = {}  # buffer id -> clients holding it
+        self._bytes = 0  # the bytes of those buffers (each counted once)
+        self._uids: dict[int, _Tally] = {}
+
+    # --- the tallies -------------------------------------------------------------------------
+
+    def _add(self, books: ClientBooks, holding: Holding) -> None:
+        if holding.id in books.holdings:
+            books.holdings[holding.id] = holding
+            return
+        books.holdings[holding.id] = holding
+        refs = self._held.get(holding.id, 0)
+        self._held[holding.id] = refs + 1
+        if refs == 0:
+            self._bytes += holding.size
+        tally = self._uids.setdefault(books.ident.uid, _Tally())
+        refs = tally.held.get(holding.id, 0)
+        tally.held[holding.id] = refs + 1
+        if refs == 0:
+            tally.bytes += holding.size
+            if holding.memory == "contiguous":
+                tally.contiguous += holding.size
+
+    def _uncount(self, uid: int, holding: Holding) -> None:
+        """``holding`` left the books of a client of ``uid`` (the caller removes it)."""
+        refs = self._held.pop(holding.id, 1) - 1
+        if refs:
+            self._held[holding.id] = refs
+        else:
+            self._bytes -= holding.size
+        tally = self._uids[uid]
+        refs = tally.held.pop(holding.id, 1) - 1
+        if refs:
+            tally.held[holding.id] = refs
+        else:
+            tally.bytes -= holding.size
+            if holding.memory == "contiguous":
+                tally.contiguous -= holding.size
+
+    def _join(self, books: ClientBooks, collection: str) -> None:
+        if collection not in books.collections:
+            books.collections.add(collection)
+            self._uids.setdefault(books.ident.uid, _Tally()).collections[collection] += 1
+
+    def _leave(self, books: ClientBooks, collection: str) -> None:
+        if collection in books.collections:
+            books.collections.discard(collection)
+            counts = self._uids[books.ident.uid].collections
+            counts[collection] -= 1
+            if counts[collection] <= 0:
+                del counts[collection]
+
+    # --- clients -------------------------------------------------------------------------------
 
     def add_client(self, key: int, ident: Identity) -> None:
         """Open the books of a new connection."""
         self.clients[key] = ClientBooks(ident)
 
     def drop_client(self, key: int) -> ClientBooks | None:
-        """Close a client's books: every holding is released at once."""
-        return self.clients.pop(key, None)
+        """Close a client's books: every holding is released at once (the returned books still
+        list them)."""
+        books = self.clients.pop(key, None)
+        if books is not None:
+            uid = books.ident.uid
+            for holding in books.holdings.values():
+                self._uncount(uid, holding)
+            tally = self._uids.get(uid)
+            if tally is not None:
+                for collection in books.collections:
+                    tally.collections[collection] -= 1
+                    if tally.collections[collection] <= 0:
+                        del tally.collections[collection]
+                if not tally.held and not tally.collections:
+                    del self._uids[uid]
+        return books
+
+    def take_over(self, old: int, new: int) -> None:
+        """Client ``new`` (the same process, connected again) takes the holdings and
+        collections of client ``old``, whose books close."""
+        books = self.drop_client(old)
+        target = self.clients[new]
+        if books is not None:
+            for holding in books.holdings.values():
+                self._add(target, holding)
+            for collection in books.collections:
+                self._join(target, collection)
 
     def usage(self, key: int) -> Usage:
         """What client ``key`` holds now."""
@@ -114,15 +208,10 @@ class Books:
     def usage_of_uid(self, uid: int) -> Usage:
         """What every client of ``uid`` holds together (a buffer shared between two of its
         connections counted once): what quotas are checked against."""
-        holdings: dict[int, Holding] = {}
-        collections: set[str] = set()
-        for books in self.clients.values():
-            if books.ident.uid == uid:
-                holdings.update(books.holdings)
-                collections |= books.collections
-        nbytes = sum(h.size for h in holdings.values())
-        contiguous = sum(h.size for h in holdings.values() if h.memory == "contiguous")
-        return Usage(nbytes, len(holdings), len(collections), contiguous)
+        tally = self._uids.get(uid)
+        if tally is None:
+            return Usage()
+        return Usage(tally.bytes, len(tally.held), len(tally.collections), tally.contiguous)
 
     def hand_out(
         self,
@@ -138,9 +227,9 @@ class Books:
         pairs = list(buffers)
         given = list(ids) if ids is not None else [next(self._ids) for _ in pairs]
         for buffer_id, (size, memory) in zip(given, pairs, strict=True):
-            books.holdings[buffer_id] = Holding(buffer_id, size, memory, collection)
+            self._add(books, Holding(buffer_id, size, memory, collection))
         if collection is not None:
-            books.collections.add(collection)
+            self._join(books, collection)
         return given
 
     def release(self, key: int, ids: Iterable[int]) -> int:
@@ -153,6 +242,7 @@ class Books:
             holding = books.holdings.pop(buffer_id, None)
             if holding is not None:
                 released += 1
+                self._uncount(books.ident.uid, holding)
                 self._forget_collection(books, holding.collection)
         return released
 
@@ -163,24 +253,19 @@ class Books:
             return 0
         ids = [i for i, h in books.holdings.items() if h.collection == collection]
         for buffer_id in ids:
-            del books.holdings[buffer_id]
-        books.collections.discard(collection)
+            self._uncount(books.ident.uid, books.holdings.pop(buffer_id))
+        self._leave(books, collection)
         return len(ids)
 
-    @staticmethod
-    def _forget_collection(books: ClientBooks, collection: str | None) -> None:
+    def _forget_collection(self, books: ClientBooks, collection: str | None) -> None:
         if collection is not None and not any(
             h.collection == collection for h in books.holdings.values()
         ):
-            books.collections.discard(collection)
+            self._leave(books, collection)
 
     def totals(self) -> tuple[int, int]:
         """Bytes and buffers handed out to all clients (a shared buffer counted once)."""
-        unique: dict[int, int] = {}
-        for books in self.clients.values():
-            for h in books.holdings.values():
-                unique[h.id] = h.size
-        return sum(unique.values()), len(unique)
+        return self._bytes, len(self._held)
 
     def to_json(self) -> dict[str, Any]:
         """Totals, bytes by memory class, per client and per collection."""

@@ -437,10 +437,7 @@ class Service:
             self.books.add_client(conn.key, ident)
             old = self._lingering.pop(ident.pid, None)
             if old is not None:  # the same living process reconnects: it takes its books over
-                books = self.books.drop_client(old.key)
-                if books is not None:
-                    self.books.clients[conn.key].holdings.update(books.holdings)
-                    self.books.clients[conn.key].collections |= books.collections
+                self.books.take_over(old.key, conn.key)
                 self._forget(old)
             self._sel.register(sock, selectors.EVENT_READ, ("client", conn.key))
             self._sel.register(pidfd, selectors.EVENT_READ, ("pidfd", conn.key))
