@@ -24,8 +24,8 @@ use the heap the registry selects for the request (the system dma-heap when the 
 it, else CPU-only memfd: ``--cpu-only`` is then implied). Every latency sample is one operation
 (under ``run-vm.sh --icount`` the guest clock counts instructions: 1 "ns" = 1 instruction).
 Results go to stdout as a markdown table, or as JSON with ``--json``; ``--out FILE`` also writes
-the JSON with every sample, the machine and the revision (run-vm.sh keeps it as
-bench/results/service-KERNEL[-icount].json).
+the JSON: median, p95, p99 and count of every cell, the machine and the revision (run-vm.sh
+keeps it as bench/results/service-KERNEL[-icount].json). Method and results: bench/service.md.
 """
 
 from __future__ import annotations
