@@ -10,14 +10,17 @@ import errno
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from devalloc import limits
 from devalloc.allocator import Allocator, heap_request
 from devalloc.buffer import Buffer
 from devalloc.cli import main
-from devalloc.constraints import Constraints, MemoryRules
+from devalloc.constraints import Constraints, CpuAccess, MemoryRules
 from devalloc.devices.discover import Discovery
 from devalloc.errors import (
     AllocationLimitError,
@@ -31,7 +34,7 @@ from devalloc.formats import LayoutRules, fourcc_code
 from devalloc.heaps.memfd import MemfdHeap
 from devalloc.heaps.properties import HeapProperties
 from devalloc.heaps.registry import HeapRegistry
-from devalloc.negotiate import NegotiationError, negotiate
+from devalloc.negotiate import NegotiationError, Plan, negotiate
 
 from .conftest import assert_fd_closed, open_fds, require
 
@@ -393,3 +396,159 @@ def test_per_plane_images_are_capped_per_buffer_and_in_total(alloc: Allocator, c
 def test_count_must_be_a_positive_int(alloc: Allocator, count: object) -> None:
     with pytest.raises(UsageError, match="count must be a positive integer"):
         alloc.allocate(64, 64, usages=["camera"], count=count, allow_cpu_only=True)  # type: ignore[arg-type]
+
+
+# --- the plan cache -------------------------------------------------------------------------------
+
+CAM = Constraints("camera", "capture", ((NV12, 0), (XR24, 0)), access="write")
+DPY = Constraints("display", "primary", ((XR24, 0), (NV12, 0)), access="read")
+
+
+def _cached(empty_dev: Path, size: int = 256) -> Allocator:
+    registry = HeapRegistry.discover(str(empty_dev / "dev"), str(empty_dev / "sys"))
+    return Allocator(registry=registry, discovery=Discovery(), plan_cache_size=size)
+
+
+def test_a_repeated_allocation_negotiates_once(empty_dev: Path) -> None:
+    """The same request again reuses its plan (the same object); the buffers are new each time."""
+    with _cached(empty_dev) as alloc:
+        plans, fds = [], []
+        for _ in range(3):
+            with alloc.allocate(64, 32, usages=[CAM, DPY], allow_cpu_only=True) as a:
+                plans.append(a.plan)
+                fds.append(a.buffers[0].fileno())
+            assert a.closed
+        assert alloc.negotiations == 1
+        assert plans[0] is plans[1] is plans[2]
+        assert alloc.plan(64, 32, usages=[CAM, DPY]) is plans[0]  # plan() shares it
+        assert alloc.negotiations == 1
+        for fd in set(fds):
+            assert_fd_closed(fd)
+        alloc.registry.close()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"width": 66},
+        {"height": 34},
+        {"usages": [DPY, CAM]},
+        {"usages": [CAM]},
+        {"formats": ["NV12"]},
+        {"formats": ["XR24", "NV12"]},
+        {"cpu_access": "w"},
+        {"prefer_uncached": True},
+    ],
+)
+def test_a_change_of_any_input_negotiates_again(empty_dev: Path, change: dict[str, object]) -> None:
+    base: dict[str, object] = {"width": 64, "height": 32, "usages": [CAM, DPY]}
+    with _cached(empty_dev) as alloc:
+        first = alloc.plan(**base)  # type: ignore[arg-type]
+        again = alloc.plan(**(base | change))  # type: ignore[arg-type]
+        assert alloc.negotiations == 2
+        assert again == negotiate(
+            change.get("usages", [CAM, DPY]),  # type: ignore[arg-type]
+            change.get("width", 64),  # type: ignore[arg-type]
+            change.get("height", 32),  # type: ignore[arg-type]
+            change.get("formats"),  # type: ignore[arg-type]
+            cpu_access=change.get("cpu_access", "none"),  # type: ignore[arg-type]
+            prefer_uncached=change.get("prefer_uncached", False),  # type: ignore[arg-type]
+            known_layout=True,
+        )
+        assert alloc.plan(**base) is first  # type: ignore[arg-type]
+        assert alloc.negotiations == 2
+        alloc.registry.close()
+
+
+def test_what_is_learned_changes_the_plan(empty_dev: Path) -> None:
+    """A learned constraint (what verification keeps in ``learned``) is part of the key: the
+    next request is negotiated with it, not served from the cache."""
+    with _cached(empty_dev) as alloc:
+        before = alloc.plan(64, 32, usages=[CAM, DPY])
+        assert not before.memory.contiguous
+        stricter = Constraints(
+            "display",
+            "primary",
+            ((XR24, 0), (NV12, 0)),
+            memory=MemoryRules(contiguous=True),
+            access="read",
+        )
+        alloc.learned[DPY.label] = stricter
+        after = alloc.plan(64, 32, usages=[CAM, DPY])
+        assert alloc.negotiations == 2
+        assert after.memory.contiguous
+        assert after == negotiate([CAM, stricter], 64, 32, known_layout=True)
+        alloc.registry.close()
+
+
+def test_the_cache_is_bounded_and_can_be_off(empty_dev: Path) -> None:
+    with _cached(empty_dev, size=2) as alloc:
+        for width in (16, 32, 48, 16):  # 16 is the oldest when 48 comes: gone
+            alloc.plan(width, 16, usages=[CAM])
+        assert alloc.negotiations == 4
+        alloc.plan(48, 16, usages=[CAM])
+        assert alloc.negotiations == 4
+        alloc.registry.close()
+    with _cached(empty_dev, size=0) as off:
+        off.plan(16, 16, usages=[CAM])
+        off.plan(16, 16, usages=[CAM])
+        assert off.negotiations == 2
+        off.registry.close()
+
+
+@pytest.mark.parametrize("size", [-1, True, 1.5, "8", None])
+def test_bad_plan_cache_size(empty_dev: Path, size: object) -> None:
+    with pytest.raises(UsageError, match="plan_cache_size is a count of plans"):
+        Allocator(discover_devices=False, dev=str(empty_dev / "dev"), plan_cache_size=size)  # type: ignore[arg-type]
+
+
+def test_a_bad_argument_is_judged_every_time(empty_dev: Path) -> None:
+    """A cached plan for width 1 does not answer width=True (negotiate refuses a bool)."""
+    with _cached(empty_dev) as alloc:
+        alloc.plan(1, 16, usages=[CAM])
+        for _ in range(2):
+            with pytest.raises(UsageError):
+                alloc.plan(True, 16, usages=[CAM])
+        with pytest.raises(UsageError):
+            alloc.plan(16, 16, usages=[CAM], formats=[["NV12"]])  # type: ignore[list-item]
+        alloc.registry.close()
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Allocator]:
+    """One allocator across the hypothesis examples, so that later examples hit earlier ones."""
+    root = tmp_path_factory.mktemp("shared")
+    with Allocator(discover_devices=False, dev=str(root), sysfs=str(root)) as alloc:
+        yield alloc
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    width=st.integers(1, 4096),
+    height=st.integers(1, 4096),
+    usages=st.sampled_from([[CAM], [DPY], [CAM, DPY], [DPY, CAM]]),
+    formats=st.sampled_from([None, ["NV12"], ["XR24"], ["XR24", "NV12"], [XR24]]),
+    cpu_access=st.sampled_from(["none", "r", "w", "rw"]),
+    prefer_uncached=st.booleans(),
+)
+def test_a_cached_plan_equals_an_uncached_negotiation(
+    shared: Allocator,
+    width: int,
+    height: int,
+    usages: list[Constraints],
+    formats: list[str | int] | None,
+    cpu_access: CpuAccess,
+    prefer_uncached: bool,
+) -> None:
+    def planned() -> Plan:
+        return shared.plan(width, height, usages=usages, formats=formats, **options)
+
+    options: dict[str, Any] = {"cpu_access": cpu_access, "prefer_uncached": prefer_uncached}
+    try:  # the uncached negotiation, as the allocator asks for it
+        fresh = negotiate(usages, width, height, formats, known_layout=True, **options)
+    except NegotiationError:
+        with pytest.raises(NegotiationError):
+            planned()
+        return
+    assert planned() == fresh  # a miss, or a hit from an earlier example
+    assert planned() == fresh  # a hit

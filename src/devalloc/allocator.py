@@ -25,6 +25,13 @@ What :meth:`Allocator.allocate` does:
    what it learned for later calls. When no heap can serve what was learned, the
    :class:`NoPlanError` says what is missing and what would fix it (e.g. a CMA region).
 
+Negotiation is a pure function of the resolved constraints and the image request, so the
+allocator keeps the plans it made (:data:`PLAN_CACHE_SIZE`, ``plan_cache_size``): an
+allocation asked for again skips step 2 (the heap is still selected and the buffers allocated
+every time). The key is everything the plan depends on: the resolved constraints (learned ones
+included), width, height, formats, CPU access and the cache preference; what verification
+learns also empties the cache.
+
 On a machine with no device-importable heap (no /dev/dma_heap access, no udmabuf),
 ``allow_cpu_only=True`` falls back to the CPU-only memfd heap so that a pipeline can still be
 planned, laid out and filled; :attr:`Allocation.notes` says that no device can import such
@@ -72,6 +79,12 @@ UsageSpec = Constraints | str | tuple[str, str]
 
 #: Re-negotiations after learned constraints before giving up.
 MAX_ATTEMPTS = 4
+
+#: Plans an :class:`Allocator` keeps by default (the oldest goes first when full).
+PLAN_CACHE_SIZE = 256
+
+#: A plan cache key: resolved constraints, width, height, formats, CPU access, cache preference.
+_PlanKey = tuple[tuple[Constraints, ...], int, int, tuple[str | int, ...] | None, str, bool]
 
 
 def heap_request(plan: Plan, *, device_importable: bool = True) -> HeapRequest:
@@ -209,6 +222,11 @@ class Allocator:
         constraints: extra explicit constraints, addressable by their ``device`` name.
         dev: the /dev directory for discovery.
         sysfs: the /sys directory for discovery.
+        plan_cache_size: plans kept for requests asked for again (0: negotiate every time).
+
+    Attributes:
+        learned: what verification taught, by label.
+        negotiations: negotiations run so far (a plan taken from the cache is not one).
     """
 
     def __init__(
@@ -220,10 +238,22 @@ class Allocator:
         constraints: Iterable[Constraints] = (),
         dev: str = "/dev",
         sysfs: str = "/sys",
+        plan_cache_size: int = PLAN_CACHE_SIZE,
     ) -> None:
         self._registry: HeapRegistry | None = None
         self._own_registry = registry is None
         _check_arguments(registry, discovery, discover_devices, dev, sysfs)
+        if (
+            isinstance(plan_cache_size, bool)
+            or not isinstance(plan_cache_size, int)
+            or plan_cache_size < 0
+        ):
+            raise UsageError(
+                f"plan_cache_size is a count of plans (0: none kept), not {plan_cache_size!r:.80}"
+            )
+        self._plan_cache_size = plan_cache_size
+        self._plans: dict[_PlanKey, Plan] = {}
+        self.negotiations = 0
         self._registry = registry if registry is not None else HeapRegistry.discover(dev, sysfs)
         try:
             if discovery is None:
@@ -354,7 +384,31 @@ class Allocator:
         provenance record says so.
         """
         constraints, _ = self._resolve_all(usages)
-        return negotiate(
+        return self._negotiate(constraints, width, height, formats, cpu_access, prefer_uncached)
+
+    def _negotiate(
+        self,
+        constraints: Sequence[Constraints],
+        width: int,
+        height: int,
+        formats: Sequence[str | int] | None,
+        cpu_access: CpuAccess,
+        prefer_uncached: bool,
+    ) -> Plan:
+        """:func:`negotiate` for a heap allocation, or the plan it gave for the same inputs
+        before (arguments of any other type than the plain ones are not cached: negotiate
+        judges them, and ``True`` never stands for a width of 1)."""
+        key = _plan_key(constraints, width, height, formats, cpu_access, prefer_uncached)
+        if key is not None and self._plan_cache_size:
+            try:
+                plan = self._plans.get(key)
+            except TypeError:  # something unhashable inside: negotiate judges it
+                key = None
+            else:
+                if plan is not None:
+                    return plan
+        self.negotiations += 1
+        plan = negotiate(
             constraints,
             width,
             height,
@@ -363,6 +417,11 @@ class Allocator:
             prefer_uncached=prefer_uncached,
             known_layout=True,
         )
+        if key is not None and self._plan_cache_size:
+            if len(self._plans) >= self._plan_cache_size:
+                del self._plans[next(iter(self._plans))]
+            self._plans[key] = plan
+        return plan
 
     def _select(
         self, plan: Plan, allow_cpu_only: bool, verify: bool
@@ -601,15 +660,7 @@ class Allocator:
         else:
             constraints, live = self._resolve_all(usages)
         for _ in range(MAX_ATTEMPTS):
-            plan = negotiate(
-                constraints,
-                width,
-                height,
-                formats,
-                cpu_access=cpu_access,
-                prefer_uncached=prefer_uncached,
-                known_layout=True,
-            )
+            plan = self._negotiate(constraints, width, height, formats, cpu_access, prefer_uncached)
             if alone:
                 plan = dataclasses.replace(plan, devices=())
             skipped = plan.find("skipped")
@@ -676,6 +727,7 @@ class Allocator:
                     [v.to_json() for v in learned],
                 )
             lines = []
+            self._plans.clear()  # what was learned changes later plans
             for v in learned:
                 assert v.constraints is not None
                 self.learned[v.label] = v.constraints
@@ -727,6 +779,34 @@ def application_alone(formats: Sequence[str | int] | None) -> Constraints:
     return Constraints(
         APPLICATION, "alone", tuple(pairs), description="the application alone: no device"
     )
+
+
+def _plan_key(
+    constraints: Sequence[Constraints],
+    width: object,
+    height: object,
+    formats: object,
+    cpu_access: object,
+    prefer_uncached: object,
+) -> _PlanKey | None:
+    """The plan cache's key for these inputs, None when one is not of its plain type (an int
+    width and height, text CPU access, a bool preference, None or a list/tuple of format names
+    and fourccs, Constraints): such a request is negotiated (and judged) every time."""
+    if type(width) is not int or type(height) is not int:
+        return None
+    if type(cpu_access) is not str or type(prefer_uncached) is not bool:
+        return None
+    wanted: tuple[str | int, ...] | None = None
+    if formats is not None:
+        if not isinstance(formats, list | tuple):
+            return None
+        wanted = tuple(formats)
+        if not all(type(f) is str or type(f) is int for f in wanted):
+            return None
+    resolved = tuple(constraints)
+    if not all(type(c) is Constraints for c in resolved):
+        return None
+    return (resolved, width, height, wanted, cpu_access, prefer_uncached)
 
 
 def _check_limits(plan: Plan, sizes: Sequence[int], count: int) -> None:
