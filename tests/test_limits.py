@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import os
 import pathlib
 import pickle
@@ -315,19 +316,20 @@ def test_cgroup_file_that_is_not_a_number_is_ignored(tmp_path: pathlib.Path) -> 
 # -- threads and processes ---------------------------------------------------------------------
 
 
-def test_a_hundred_threads_never_exceed_the_total(caps: None) -> None:
+def _most_live_of_a_hundred_threads(size: int, rounds: int) -> int:
+    """100 threads allocating and closing ``size``-byte memfds ``rounds`` times each (a refusal
+    is skipped); returns the most buffers that were live at once, after checking that nothing
+    stayed charged or open."""
     base = limits.in_use()
-    slots = 50
-    limits.set_limits(max_buffer=PAGE, max_total=base + slots * PAGE)
     heap = MemfdHeap()
     lock = threading.Lock()
     held = [0, 0, 0]  # live now, most live at once, refusals
     before = open_fds()
 
     def work(_: int) -> None:
-        for _ in range(100):
+        for _ in range(rounds):
             try:
-                buf = heap.allocate(PAGE)
+                buf = heap.allocate(size)
             except AllocationLimitError:
                 with lock:
                     held[2] += 1
@@ -341,9 +343,15 @@ def test_a_hundred_threads_never_exceed_the_total(caps: None) -> None:
 
     with ThreadPoolExecutor(max_workers=100) as pool:
         list(pool.map(work, range(100)))  # re-raises any thread's exception
-    assert held[1] <= slots
     assert limits.in_use() == base
     assert open_fds() == before
+    return held[1]
+
+
+def test_a_hundred_threads_never_exceed_the_total(caps: None) -> None:
+    slots = 50
+    limits.set_limits(max_buffer=PAGE, max_total=limits.in_use() + slots * PAGE)
+    assert _most_live_of_a_hundred_threads(PAGE, 100) <= slots
 
 
 def test_a_forked_child_has_its_own_total_and_a_working_lock(caps: None) -> None:
@@ -455,3 +463,115 @@ def test_ticks_through_the_registry_keep_the_caps_and_the_counters_exact(caps: N
         assert limits.in_use() == base
         stats = reg.stats(heap)
         assert (stats.live_buffers, stats.live_bytes) == (0, 0), stats
+
+
+# -- issue 12: a charge above SLOT stands on its own lock-free bound (weighed in slots) --------
+
+MIB = 1 << 20
+
+
+def _counting_admit(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts memfd's calls of the locked path (limits.admit) in the returned list."""
+    calls: list[int] = []
+    admit = limits.admit
+
+    def counted(size: int, what: str) -> None:
+        calls.append(size)
+        admit(size, what)
+
+    monkeypatch.setattr("devalloc.heaps.memfd._admit", counted)
+    return calls
+
+
+def test_a_big_memfd_charge_stands_on_the_fast_path_and_stays_exact(
+    caps: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = limits.in_use()
+    limits.set_limits(max_buffer=GIB, max_total=base + 4 * GIB)
+    heap = MemfdHeap()
+    heap.allocate(32 * MIB).close()  # the first big charge after loading folds (no bound yet)
+    calls = _counting_admit(monkeypatch)
+    sizes = [32 * MIB, 8 * MIB, MIB + PAGE, 5 * MIB + 3 * PAGE]
+    bufs = [heap.allocate(size) for size in sizes]
+    assert calls == []  # before the fix every charge above 1 MiB took limits.admit
+    assert len(limits.big) >= len(sizes)
+    assert limits.in_use() == base + sum(sizes)
+    for buf in bufs:
+        buf.close()
+    assert limits.in_use() == base
+
+
+def test_big_charges_near_the_cap_are_refused_exactly(caps: None) -> None:
+    base = limits.in_use()
+    limits.set_limits(max_buffer=64 * MIB, max_total=base + 100 * MIB)
+    heap = MemfdHeap()
+    held = [heap.allocate(32 * MIB) for _ in range(3)]
+    assert limits.in_use() == base + 96 * MIB
+    before = open_fds()
+    with pytest.raises(AllocationLimitError) as info:
+        heap.allocate(32 * MIB)
+    assert (info.value.cap, info.value.in_use) == (base + 100 * MIB, base + 96 * MIB)
+    with pytest.raises(AllocationLimitError):
+        heap.allocate(4 * MIB + PAGE)  # one page above the cap
+    assert open_fds() == before
+    assert limits.in_use() == base + 96 * MIB
+    last = heap.allocate(2 * MIB + PAGE)  # big, and exactly up to the cap with the next one
+    heap.allocate(2 * MIB - PAGE).close()
+    with pytest.raises(AllocationLimitError):
+        heap.allocate(2 * MIB)
+    for buf in [*held, last]:
+        buf.close()
+    assert limits.in_use() == base
+    heap.allocate(64 * MIB).close()  # all free again
+    with pytest.raises(AllocationLimitError) as info:
+        heap.allocate(64 * MIB + PAGE)  # above the per-buffer cap
+    assert info.value.variable == "DEVALLOC_MAX_BUFFER"
+    assert limits.in_use() == base
+
+
+def test_a_charge_above_the_slots_bound_is_decided_under_the_lock(
+    caps: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = limits.in_use()
+    limits.set_limits(max_buffer=GIB, max_total=base + 4 * GIB)
+    calls = _counting_admit(monkeypatch)
+    size = limits.BIG_LIMIT + PAGE
+    with MemfdHeap().allocate(size):
+        assert limits.in_use() == base + size
+    assert calls == [size]
+    assert limits.in_use() == base
+
+
+def test_a_hundred_threads_of_big_charges_never_exceed_the_total(caps: None) -> None:
+    slots = 20
+    limits.set_limits(max_buffer=GIB, max_total=limits.in_use() + slots * 3 * MIB)
+    assert _most_live_of_a_hundred_threads(3 * MIB, 30) <= slots
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.usefixtures("ticking")
+def test_ticks_during_big_memfd_allocations_lose_no_charge(caps: None) -> None:
+    heap = MemfdHeap()
+    limits.set_limits(max_buffer=GIB, max_total=limits.in_use() + 4 * GIB)
+    heap.allocate(8 * MIB).close()
+    base = limits.in_use()
+    rng = random.Random(5)
+    # a C-level iterator: a tick cannot end it as it ends a generator
+    sizes = itertools.cycle([rng.choice([2 * MIB + PAGE, 8 * MIB, 33 * MIB]) for _ in range(3000)])
+    interrupted = _interrupted_cycles(lambda: heap.allocate(next(sizes)), 3000)
+    assert interrupted >= 300, f"only {interrupted} cycles were interrupted"
+    assert limits.in_use() == base
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.usefixtures("ticking")
+def test_ticks_on_big_charges_near_the_cap_lose_no_charge(caps: None) -> None:
+    heap = MemfdHeap()
+    base = limits.in_use()
+    limits.set_limits(max_buffer=GIB, max_total=base + 12 * MIB)
+    held = heap.allocate(4 * MIB)
+    interrupted = _interrupted_cycles(lambda: heap.allocate(8 * MIB), 2000)
+    assert interrupted >= 200, f"only {interrupted} cycles were interrupted"
+    assert limits.in_use() == base + 4 * MIB
+    held.close()
+    assert limits.in_use() == base

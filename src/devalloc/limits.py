@@ -46,28 +46,42 @@ reading or writing one module global. Charges and closes are *logged* (``log_cha
 only on the slow path. A charge is logged first and admitted second:
 
 - the fast path admits a logged charge of at most :data:`fast_max` (<= :data:`SLOT`) bytes when
-  ``len(charges) <= bound``, where each fold publishes ``bound = (max_total - live) // SLOT``
-  (``live``: the total the fold just computed);
+  ``len(charges) <= bound``;
+- a *big* charge (above SLOT: memfd's, whose cost must not grow with the size) is logged in a log
+  of its own (``log_big(size)``: one entry, whatever the size) and admitted when ``len(big) <=
+  big_bound`` and it is at most :data:`big_max`, the big log's unit: each fold sets it to the
+  largest big charge it folded, rounded up to a SLOT (at most :data:`BIG_LIMIT` and
+  ``max_buffer``; a larger charge goes to :func:`admit`, whose fold then raises the unit);
+- each fold splits the free slots ``free = (max_total - live) // SLOT`` (``live``: the total the
+  fold just computed) between the two logs in proportion to the slots each took since the last
+  fold (so an all-small or an all-big load gets nearly all), and publishes ``bound`` (small
+  slots) and ``big_bound = big_share * SLOT // big_max`` (units), so ``bound * SLOT + big_bound
+  * big_max <= max_total - live``;
 - anything else goes to :func:`admit`, which folds under the lock (counting the logged charge)
   and decides exactly against both caps.
 
-Why the bound is conservative: every entry of the charge log is at most SLOT bytes once it is
+Why the bounds are conservative: every entry of the small log is at most SLOT bytes once it is
 admitted (a larger charge is only ever admitted by :func:`admit`, after a fold has counted it),
-and releases only lower the total, so while ``bound`` is published the live total is at most
-``live + len(charges) * SLOT``; a charge admitted at ``len(charges) <= bound`` therefore keeps it
-at or below ``max_total``. A fold sets ``bound = -1`` *before* it moves entries out of the log and
-publishes the new bound only after the new ``live`` is stored, and a fast charge reads the log's
-length before ``bound``: so a charge never pairs a shortened log with an old bound (it may pair
-an old, longer log with a new bound, which is only stricter). Charges logged while a fold runs
-stay in the log and are counted by the next one. A refusal comes only from :func:`admit`, after a
-fold, so it is exact up to charges of other threads that are being decided at the same moment:
-those are counted while they wait for the lock, so under contention at the cap a request can be
-refused for bytes another request then does not get (the total never goes above the cap).
+every entry of the big log at most the published ``big_max`` (see below), and releases only
+lower the total, so while the bounds are published the live total is at most ``live +
+len(charges) * SLOT + len(big) * big_max``; a charge admitted at ``len(charges) <= bound`` or
+``len(big) <= big_bound`` therefore keeps it at or below ``max_total``. A fold sets both bounds
+to -1 *before* it moves entries out of the logs and publishes the new ones (``big_max`` first)
+only after the new ``live`` is stored, and a fast charge reads its log's length before its bound
+(and a big one its bound before ``big_max``): so a charge never pairs a shortened log with an old
+bound (it may pair an old, longer log with a new bound, which is only stricter). A charge that
+reads a bound and then, after another fold, a newer ``big_max`` was logged before that fold, so
+that fold counted it exactly. Charges logged while a fold runs stay in the log and are counted by
+the next one. A refusal comes only from :func:`admit`, after a fold, so it is exact up to charges
+of other threads that are being decided at the same moment: those are counted while they wait for
+the lock, so under contention at the cap a request can be refused for bytes another request then
+does not get (the total never goes above the cap).
 
 Signals: the heaps log the charge as the first statement of a ``try`` whose handler discharges
-it first, and CPython raises a signal handler's exception only between bytecodes, after a call
-returns (never before the ``append`` inside it): an exception anywhere in that ``try`` finds the
-charge logged, and one before it finds nothing logged. No lock is held on the fast path, and the
+it first (memfd chooses the small or the big log with a comparison, which cannot raise), and
+CPython raises a signal handler's exception only between bytecodes, after a call returns (never
+before the ``append`` inside it): an exception anywhere in that ``try`` finds the charge logged,
+and one before it finds nothing logged. No lock is held on the fast path, and the
 slow path's lock is a ``with`` section.
 
 Charges may run from any thread; after ``fork`` the child keeps its copy of the total (it holds
@@ -86,6 +100,7 @@ from typing import Protocol
 from .errors import AllocationLimitError, UsageError
 
 __all__ = [
+    "BIG_LIMIT",
     "BUFFER_VARIABLE",
     "CLOSE_HOOKS",
     "SLOT",
@@ -94,6 +109,7 @@ __all__ = [
     "ReleaseSource",
     "add_release_source",
     "admit",
+    "big",
     "cgroup_memory_max",
     "charge",
     "charges",
@@ -101,6 +117,7 @@ __all__ = [
     "check_buffer",
     "discharge",
     "in_use",
+    "log_big",
     "log_charge",
     "machine_limits",
     "max_buffer",
@@ -309,6 +326,21 @@ bound = -1
 #: The largest charge the bound may admit: ``min(SLOT, max_buffer)`` (0 before loading).
 fast_max = 0
 
+# Charges above SLOT (memfd's): one entry each in a log of their own, each counted as big_max.
+#: The most a big charge may be and stand on the lock-free bound (a larger one goes to admit()).
+BIG_LIMIT = 64 * SLOT
+_big: list[int] = []  # charges above SLOT since the last fold, each logged before it is admitted
+#: A big charge's first step: ``log_big(size)`` (``list.append``: C-level, atomic).
+log_big = _big.append
+#: The log of big charges since the last fold (its length against :data:`big_bound`).
+big: Sized = _big
+#: The lock-free bound of big charges: a logged big charge of at most :data:`big_max` bytes
+#: stands when ``len(big) <= big_bound``. -1 while a fold runs and before loading.
+big_bound = -1
+#: The unit of the big log, published by each fold with :data:`big_bound`: the largest big charge
+#: of the last period rounded up to a SLOT, at most ``BIG_LIMIT`` and ``max_buffer``.
+big_max = 0
+
 
 def _reinit_after_fork() -> None:
     global _lock
@@ -320,8 +352,8 @@ os.register_at_fork(after_in_child=_reinit_after_fork)
 
 def _load_locked() -> None:
     """Resolve the caps: set_limits's values, else the environment's, else the machine's."""
-    global _max_buffer, _max_total, _loaded, fast_max, bound
-    bound = -1  # no fast charge against caps that are changing
+    global _max_buffer, _max_total, _loaded, fast_max, big_max, bound, big_bound
+    bound = big_bound = -1  # no fast charge against caps that are changing
     buffer, total = _set_buffer, _set_total
     if buffer is None:
         text = os.environ.get(BUFFER_VARIABLE)
@@ -337,6 +369,7 @@ def _load_locked() -> None:
             buffer = min(machine.max_buffer, total)
     _max_buffer, _max_total, _loaded = buffer, total, True
     fast_max = min(SLOT, buffer)
+    big_max = min(2 * SLOT, buffer)
     _fold_locked()
 
 
@@ -363,22 +396,34 @@ def add_release_source(source: ReleaseSource) -> None:
 def _fold_locked() -> int:
     """Fold both logs into the live total and publish the bound that goes with it (under the
     lock). Returns the live total."""
-    global _live, bound
-    bound = -1  # first: no charge is admitted against a total that is being moved (see module)
+    global _live, bound, big_bound, big_max
+    bound = big_bound = -1  # first: no charge is admitted against a moving total (see module)
     for source in list(_sources):
         if source.forward():  # its closes of charged buffers, into _released
             _sources.discard(source)
     # Only appends happen outside the lock, at the end: the first n stay put while summed and cut.
     # The new total is computed first and the logs cut after it with no call in between: a
     # signal's exception (raised only after a call) cannot come between a cut and the total.
-    charged, released = _charges, _released
-    n, m = len(charged), len(released)
-    live = _live + sum(charged[:n]) - sum(released[:m])
+    charged, released, bigs = _charges, _released, _big
+    n, m, b = len(charged), len(released), len(bigs)
+    cut = bigs[:b]
+    live = _live + sum(charged[:n]) + sum(cut) - sum(released[:m])
     del charged[:n]
     del released[:m]
+    del bigs[:b]
     _live = live
     if _loaded:
-        bound = min((_max_total - live) // SLOT, FOLD_ENTRIES)
+        # The free slots, shared between the two bounds as the last period's traffic was (in
+        # slots); the big log's unit follows its largest charge.
+        unit = big_max
+        if cut:
+            unit = min(-(-max(cut) // SLOT) * SLOT, BIG_LIMIT, _max_buffer)
+        free = (_max_total - live) // SLOT
+        traffic = b * unit // SLOT
+        share = free * (traffic + 1) // (n + traffic + 2) if free > 0 else free
+        big_max = unit  # before big_bound (see the module)
+        bound = min(free - share if free > 0 else free, FOLD_ENTRIES)
+        big_bound = min(share * SLOT // unit if unit > 0 else -1, FOLD_ENTRIES)
     return live
 
 

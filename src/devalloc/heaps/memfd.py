@@ -19,9 +19,12 @@ from .. import limits as _limits
 from ..buffer import Buffer
 from ..errors import DevallocError, UsageError, error_from_oserror
 from ..limits import CLOSE_HOOKS as _CLOSE_HOOKS
+from ..limits import SLOT as _SLOT
 from ..limits import admit as _admit
+from ..limits import big as _big
 from ..limits import charges as _charges
 from ..limits import discharge as _discharge
+from ..limits import log_big as _log_big
 from ..limits import log_charge as _log_charge
 from .properties import HeapProperties
 
@@ -86,9 +89,14 @@ class MemfdHeap:
         # from there on nothing can raise, and the buffer owns the fd and the charge.
         fd = -1
         try:
-            _log_charge(size)
-            if len(_charges) > _limits.bound or size > _limits.fast_max:
-                _admit(size, "memfd")
+            if size <= _SLOT:
+                _log_charge(size)
+                if len(_charges) > _limits.bound or size > _limits.fast_max:
+                    _admit(size, "memfd")
+            else:  # a big charge, on a bound of its own: memfd's cost does not grow with size
+                _log_big(size)
+                if len(_big) > _limits.big_bound or size > _limits.big_max:
+                    _admit(size, "memfd")
             # memfd_create + ftruncate directly (not Memfd): no seals are needed for CPU-only
             # buffers, and this path runs at allocation rate.
             # (its argument converter, FSConverter, takes bytes as they are: typeshed says str)
