@@ -10,11 +10,14 @@ What is measured:
 
 - ``latency``: one ``allocate(...)`` + ``close()`` of one buffer of 4 KiB, 1 MiB, 8 MiB and
   32 MiB (XR24 images of 32x32, 512x512, 1024x2048, 2048x4096), median and p95 in microseconds,
-  in-process (``Allocator.allocate``) and brokered (``devalloc.service.connect().allocate`` to a
-  ``devalloc serve`` subprocess), and their ratio. With ``--cbin`` (bench/heapbench, as
-  bench/heaps.py runs it) also the C loop on the heap the allocation came from (allocate ioctl
-  or memfd_create + close), and the steps of the in-process path: the negotiation alone
-  (``Allocator.plan``) and the heap alone (``registry.allocate(...).close()``).
+  in-process (``Allocator.allocate``, which reuses the plan of a request asked for again, as the
+  service does) and brokered (``devalloc.service.connect().allocate`` to a ``devalloc serve``
+  subprocess), and their ratio; also in-process without the plan cache
+  (``Allocator(plan_cache_size=0)``: a negotiation every call, as before). With ``--cbin``
+  (bench/heapbench, as bench/heaps.py runs it) also the C loop on the heap the allocation came
+  from (allocate ioctl or memfd_create + close), and the steps of the in-process path: the
+  negotiation alone (``Allocator.plan`` without the plan cache) and the heap alone
+  (``registry.allocate(...).close()``).
 - ``throughput``: N client processes (1, 10, 100), each with its own connection, allocating and
   closing 4 KiB buffers for a fixed time: allocations per second in all, and the median and p99
   latency the clients saw.
@@ -42,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -114,18 +118,25 @@ def latency(path: str, cpu_only: bool, count: int, cbin: str | None) -> dict[str
     """Median/p95 of allocate+close per size: in-process, brokered, C, and the in-process
     path's steps."""
     results: dict[str, Any] = {}
-    with Allocator(discover_devices=False) as alloc, connect(path) as client:
+    with (
+        Allocator(discover_devices=False) as alloc,
+        Allocator(discover_devices=False, plan_cache_size=0) as uncached,
+        connect(path) as client,
+    ):
         for label, (w, h) in SIZES.items():
             n = max(count // (8 if label in ("8M", "32M") else 1), 20)
 
             def local(w: int = w, h: int = h) -> None:
                 alloc.allocate(w, h, usages=[XR24], allow_cpu_only=cpu_only).close()
 
+            def local_uncached(w: int = w, h: int = h) -> None:
+                uncached.allocate(w, h, usages=[XR24], allow_cpu_only=cpu_only).close()
+
             def brokered(w: int = w, h: int = h) -> None:
                 client.allocate(w, h, usages=[XR24], allow_cpu_only=cpu_only).close()
 
             def negotiate(w: int = w, h: int = h) -> None:
-                alloc.plan(w, h, usages=[XR24])
+                uncached.plan(w, h, usages=[XR24])
 
             with alloc.allocate(w, h, usages=[XR24], allow_cpu_only=cpu_only) as first:
                 heap, props, size = first.heap, first.heap_properties, first.plan.layout.size
@@ -134,7 +145,11 @@ def latency(path: str, cpu_only: bool, count: int, cbin: str | None) -> dict[str
             def heap_alone(heap: Any = heap, size: int = size) -> None:
                 alloc.registry.allocate(heap, size).close()
 
-            ops = {"in_process": local, "brokered": brokered}
+            ops: dict[str, Callable[[], None]] = {
+                "in_process": local,
+                "brokered": brokered,
+                "in_process_uncached": local_uncached,
+            }
             ops |= {"negotiate": negotiate, "heap_alone": heap_alone}
             for op in ops.values():  # warm-up
                 _times(op, 5)
@@ -146,6 +161,9 @@ def latency(path: str, cpu_only: bool, count: int, cbin: str | None) -> dict[str
                     samples[name] += _times(op, n // 2)
             row |= {name: _summary(values) for name, values in samples.items()}
             row["ratio"] = row["brokered"]["median_us"] / row["in_process"]["median_us"]
+            row["ratio_uncached"] = (
+                row["brokered"]["median_us"] / row["in_process_uncached"]["median_us"]
+            )
             source = c_source(props)
             if cbin is not None and source is not None:
                 row["c"] = c_loop(cbin, source, size, n)
@@ -295,8 +313,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"heap: {report['heap']}; clock: {report['clock']}; {report['kernel']}",
         "",
         f"| size | heap | C {unit} | in-process {unit} | brokered {unit} | brokered / in-process"
-        f" | in-process / C | brokered / C | negotiate {unit} | heap alone {unit} |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f" | in-process / C | brokered / C | negotiate {unit} | heap alone {unit}"
+        f" | in-process, no plan cache {unit} | brokered / that |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for label, row in report["latency"].items():
         c = row.get("c", {}).get("median_us")
@@ -305,7 +324,8 @@ def markdown(report: dict[str, Any]) -> str:
             f" | {row['in_process']['median_us']:.1f} | {row['brokered']['median_us']:.1f}"
             f" | {row['ratio']:.2f}x | {row.get('in_process_vs_c', 0):.2f}x"
             f" | {row.get('brokered_vs_c', 0):.2f}x | {row['negotiate']['median_us']:.1f}"
-            f" | {row['heap_alone']['median_us']:.1f} |"
+            f" | {row['heap_alone']['median_us']:.1f}"
+            f" | {row['in_process_uncached']['median_us']:.1f} | {row['ratio_uncached']:.2f}x |"
         )
     lines += ["", f"| clients | allocations/s | median {unit} | p99 {unit} |"]
     lines.append("| ---: | ---: | ---: | ---: |")
