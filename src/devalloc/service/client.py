@@ -28,13 +28,14 @@ import contextlib
 import itertools
 import os
 import socket
+import struct
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Self
 
 from ..allocator import Allocation, UsageSpec
-from ..buffer import Buffer, read_fdinfo
+from ..buffer import _FDINFO_LINE, Buffer, read_fdinfo
 from ..constraints import Constraints, CpuAccess, load_constraints
 from ..errors import ClosedResourceError, DevallocError, UsageError
 from ..formats import fourcc_to_str
@@ -43,12 +44,15 @@ from ..heaps.registry import HeapId
 from ..negotiate import Plan
 from .protocol import (
     MAX_FDS,
+    MAX_MESSAGE,
     PLAN_SLOTS,
+    VERSION,
     CollectionError,
     ProtocolError,
     Received,
     ServiceError,
     decode,
+    encode,
     error_from_reply,
     recv_message,
     send_message,
@@ -109,6 +113,10 @@ class ServiceClient:
         try:
             sock.settimeout(timeout)
             sock.connect(self.path)
+            # Connected: blocking from now on, the reply timeout kept by the kernel
+            # (SO_RCVTIMEO/SO_SNDTIMEO), so a send or receive is one system call, not a poll()
+            # before each as Python's own socket timeout makes.
+            _set_timeout(sock, timeout)
         except OSError as exc:
             sock.close()
             raise ServiceError(
@@ -117,7 +125,10 @@ class ServiceClient:
                 " path (DEVALLOC_SOCKET, --service PATH)"
             ) from exc
         self._sock = sock
+        self._timeout = timeout
         self._closing = False
+        #: encoded allocate requests without their id, by arguments (see _cached_request)
+        self._encoded: dict[tuple[Any, ...], tuple[tuple[object, ...], bytes]] = {}
         self._held: set[int] = set()  # ids of received buffers not closed yet
         self._plans: dict[int, Plan] = {}  # plan_slot -> the plan the service put there
         self._lock = threading.RLock()
@@ -170,7 +181,7 @@ class ServiceClient:
         sock = self._live()
         try:
             received = recv_message(sock, MAX_FDS)
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):  # SO_RCVTIMEO ran out (EAGAIN)
             raise ServiceError(
                 f"the devalloc service at {self.path} did not answer in time"
             ) from None
@@ -196,6 +207,27 @@ class ServiceClient:
                 send_message(self._live(), {"op": op, "id": request_id, **fields})
             except OSError as exc:
                 raise self._gone(exc) from exc
+            return self._reply_to(request_id)
+
+    def _request_encoded(self, encoded: bytes) -> tuple[dict[str, Any], list[int]]:
+        """:meth:`_request` for a request encoded before (:meth:`_allocate_encoded`): its id
+        spliced in front of the fields."""
+        with self._lock:
+            request_id = next(self._ids)
+            data = b"".join((_ID_PREFIX, str(request_id).encode(), encoded))
+            if len(data) > MAX_MESSAGE:
+                raise ProtocolError(
+                    f"an allocate message of {len(data)} bytes is larger than the protocol's"
+                    f" {MAX_MESSAGE}-byte maximum"
+                )
+            try:
+                self._live().sendmsg([data])
+            except OSError as exc:
+                raise self._gone(exc) from exc
+            return self._reply_to(request_id)
+
+    def _reply_to(self, request_id: int) -> tuple[dict[str, Any], list[int]]:
+        with self._lock:
             while True:
                 message, fds = self._receive()
                 if "event" in message:
@@ -222,8 +254,8 @@ class ServiceClient:
         sock = self._sock
         if sock is None:
             return
-        with contextlib.suppress(OSError, DevallocError):
-            send_message(sock, {"op": "release", "buffers": [buffer_id]})
+        with contextlib.suppress(OSError):  # what encode() makes of the one-buffer release
+            sock.sendmsg([b'{"v":%d,"op":"release","buffers":[%d]}' % (VERSION, buffer_id)])
         if self._closing and not self._held:
             self._disconnect()
 
@@ -266,6 +298,25 @@ class ServiceClient:
             QuotaError, PolicyError: the service's policy refused (``rule`` names the rule).
             ServiceError: no service, or it went away.
         """
+        # A request asked for again (the same plain arguments, the same usage objects) is
+        # sent as encoded the first time: no usages to turn into JSON, no JSON to make.
+        key = _request_key(
+            width,
+            height,
+            usages,
+            formats,
+            count,
+            cpu_access,
+            prefer_uncached,
+            verify,
+            frames,
+            allow_cpu_only,
+            name,
+        )
+        cached = self._encoded.get(key) if key is not None else None
+        if cached is not None and all(a is b for a, b in zip(cached[0], usages, strict=True)):
+            reply, fds = self._request_encoded(cached[1])
+            return self._allocation(reply.get("allocation"), fds)
         fields: dict[str, Any] = {
             "width": width,
             "height": height,
@@ -282,6 +333,13 @@ class ServiceClient:
         if name is not None:
             fields["name"] = name
         _check_types(fields)
+        if key is not None:
+            if len(self._encoded) >= _ENCODED_CACHE:
+                self._encoded.clear()
+            # encode()'s bytes after '{"v":1,"op":"allocate","id":N'
+            body = encode({"op": "allocate", "id": 0, **fields})
+            assert body.startswith(_ID_PREFIX + b"0,")
+            self._encoded[key] = (tuple(usages), body[len(_ID_PREFIX) + 1 :])
         reply, fds = self._request("allocate", **fields)
         return self._allocation(reply.get("allocation"), fds)
 
@@ -363,8 +421,9 @@ class ServiceClient:
                 raise
             collection = reply.get("collection")
             sock = self._live()
-            previous = sock.gettimeout()
-            sock.settimeout(timeout)
+            previous = self._timeout
+            _set_timeout(sock, timeout, send=False)
+            self._timeout = timeout
             try:
                 while True:
                     message, fds = self._next_event()
@@ -376,8 +435,9 @@ class ServiceClient:
                     _close_fds(fds)
                     raise error_from_reply(message.get("error"))
             finally:
+                self._timeout = previous
                 if self._sock is not None:
-                    self._sock.settimeout(previous)
+                    _set_timeout(self._sock, previous, send=False)
 
     def _keep_event(self, message: dict[str, Any], fds: list[int]) -> None:
         """A notice goes to :attr:`notices`; an allocation or a failure waits for commit()."""
@@ -485,13 +545,85 @@ class ServiceClient:
         )
 
 
+#: The start of every encoded allocate request, up to its id (see ``encode``).
+_ID_PREFIX = b'{"v":%d,"op":"allocate","id":' % VERSION
+#: Encoded allocate requests a client keeps (emptied when full).
+_ENCODED_CACHE = 64
+
+
+def _request_key(
+    width: object,
+    height: object,
+    usages: object,
+    formats: object,
+    count: object,
+    cpu_access: object,
+    prefer_uncached: object,
+    verify: object,
+    frames: object,
+    allow_cpu_only: object,
+    name: object,
+) -> tuple[Any, ...] | None:
+    """The key of an allocate request whose encoding can be kept, or None: plain arguments of
+    exactly their types (an int, not a bool, where an int is asked for), no formats, and usages
+    that are :class:`Constraints` or ``(device, usage)`` tuples (immutable; a text usage may
+    name a file, read at every request). The usages are keyed by identity (the cache keeps
+    them, so an id is not reused while cached), which spares hashing their constraints."""
+    if not (
+        type(width) is int
+        and type(height) is int
+        and type(count) is int
+        and type(frames) is int
+        and type(prefer_uncached) is bool
+        and type(verify) is bool
+        and type(allow_cpu_only) is bool
+        and type(cpu_access) is str
+        and formats is None
+        and (name is None or type(name) is str)
+        and type(usages) in (list, tuple)
+    ):
+        return None
+    ids = []
+    for spec in usages:  # type: ignore[attr-defined]
+        kind = type(spec)
+        if kind is not Constraints and not (
+            kind is tuple and len(spec) == 2 and type(spec[0]) is str and type(spec[1]) is str
+        ):
+            return None
+        ids.append(id(spec))
+    return (
+        width,
+        height,
+        tuple(ids),
+        count,
+        cpu_access,
+        prefer_uncached,
+        verify,
+        frames,
+        allow_cpu_only,
+        name,
+    )
+
+
+def _set_timeout(sock: socket.socket, timeout: float | None, *, send: bool = True) -> None:
+    """Make ``sock`` blocking with the kernel's receive (and send) timeout ``timeout`` seconds
+    (None: none); a timed-out call fails with EAGAIN."""
+    sock.settimeout(None)
+    seconds = 0.0 if timeout is None else max(timeout, 1e-6)
+    whole = int(seconds)
+    value = struct.pack("@ll", whole, int((seconds - whole) * 1e6))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+    if send:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+
+
 def _buffer(fd: int, entry: dict[str, Any], props: HeapProperties) -> Buffer:
     """A Buffer owning received ``fd`` (a dma-buf is checked as one; a memfd stays CPU-only)."""
     if entry.get("dmabuf") is True:
         # As Buffer.from_fd checks (fdinfo names an exporter), on the fd this client owns
         # already: no duplicate to make and close.
         try:
-            fields = read_fdinfo(fd)
+            fields = _fdinfo(fd)
             exporter = fields.get("exp_name")
             if exporter is None:
                 raise ProtocolError(
@@ -503,6 +635,25 @@ def _buffer(fd: int, entry: dict[str, Any], props: HeapProperties) -> Buffer:
             raise
         return Buffer(fd, exporter=exporter, size=size, protected=bool(props.protected))
     return Buffer(fd, exporter="memfd (devalloc service)", dmabuf=False, size=int(entry["size"]))
+
+
+def _fdinfo(fd: int) -> dict[str, str]:
+    """:func:`~devalloc.buffer.read_fdinfo`'s fields, read as bytes in one ``read`` (a third of
+    the cost of the text file object; fdinfo is a few hundred bytes)."""
+    try:
+        info = os.open(f"/proc/self/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return read_fdinfo(fd)  # which raises the library's error for it
+    try:
+        text = os.read(info, 65536).decode("utf-8", "replace")
+    finally:
+        os.close(info)
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        m = _FDINFO_LINE.match(line)
+        if m:
+            fields[m.group(1)] = m.group(2).strip()
+    return fields
 
 
 def _decode(received: Received) -> dict[str, Any]:

@@ -644,7 +644,7 @@ class Service:
         bundled profile. The service never opens a path a client names. (Cached by the wire
         form, ``key`` when the caller made it: the same usages are parsed once.)"""
         if key is None:
-            key = json.dumps(raw, sort_keys=True)
+            key = _usage_key(raw)
         cached = self._usage_cache.get(key)
         if cached is not None:
             return list(cached)
@@ -772,7 +772,7 @@ class Service:
             )
 
     def _op_allocate(self, conn: _Connection, request: dict[str, Any]) -> _Result:
-        usage_key = json.dumps(request["usages"], sort_keys=True)
+        usage_key = _usage_key(request["usages"])
         usages = self._usages(request["usages"], usage_key)
         count = request["count"]
         need = self._needs(request, usages, usage_key)
@@ -1070,6 +1070,12 @@ class _Cache(Generic[_T]):
 
     def clear(self) -> None:
         self._items.clear()
+
+
+def _usage_key(raw: list[Any]) -> str:
+    """A cache key of decoded wire usages: equal keys, equal usages (the repr of JSON values
+    tells str, int, float, bool and None apart; faster than json.dumps)."""
+    return repr(raw)
 
 
 def _describe(
