@@ -538,3 +538,36 @@ def test_cli_alloc_through_the_service(served: Served) -> None:
     assert "no devalloc service at" in absent.stderr
     with devalloc.connect(served.path) as client:
         assert isinstance(client, ServiceClient)
+
+
+def test_a_repeated_allocate_is_sent_as_encoded_before(
+    client: ServiceClient, served: Served
+) -> None:
+    """The client keeps a repeated request encoded; the books, types and checks are the same."""
+    before = _bytes_of(client, os.getpid())
+    for _ in range(3):
+        with client.allocate(32, 32, usages=[XR24], allow_cpu_only=True) as a:
+            assert a.plan.format.fourcc == fourcc_code("XR24")
+            assert a.buffers[0].size == 4096
+            assert _bytes_of(client, os.getpid()) == before + 4096
+    assert len(client._encoded) == 1
+    assert _bytes_of(client, os.getpid()) == before
+    # an equal value of another type is not the same request: still refused as before
+    with pytest.raises(UsageError, match="width must be an integer"):
+        client.allocate(True, 32, usages=[XR24], allow_cpu_only=True)
+    # other usage objects are other requests (keyed by identity, the objects kept)
+    with client.allocate(32, 32, usages=[YUYV], allow_cpu_only=True) as a:
+        assert a.plan.format.fourcc == fourcc_code("YUYV")
+    with pytest.raises(UsageError, match="not a live device"):
+        client.allocate(32, 32, usages=[("display", "x")], allow_cpu_only=True)
+    assert len(client._encoded) == 3
+
+
+def test_a_service_that_does_not_answer_times_out(tmp_path: object) -> None:
+    """The reply timeout is the kernel's (SO_RCVTIMEO): a silent service is a ServiceError."""
+    path = os.path.join(str(tmp_path), "silent")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as listener:
+        listener.bind(path)
+        listener.listen(1)
+        with connect(path, timeout=0.2) as c, pytest.raises(ServiceError, match="in time"):
+            c.hello()
