@@ -287,7 +287,7 @@ def encode(message: Mapping[str, Any]) -> bytes:
     Raises:
         ProtocolError: the message is larger than :data:`MAX_MESSAGE`.
     """
-    data = json.dumps({"v": VERSION, **message}, separators=(",", ":"), allow_nan=False).encode()
+    data = _ENCODER.encode({"v": VERSION, **message}).encode()
     if len(data) > MAX_MESSAGE:
         raise ProtocolError(
             f"a {message.get('op', 'reply')} message of {len(data)} bytes is larger than the"
@@ -308,7 +308,7 @@ def decode(data: bytes) -> dict[str, Any]:
             f"a message of {len(data)} bytes is larger than the {MAX_MESSAGE}-byte maximum"
         )
     try:
-        message = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+        message = _DECODER.decode(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ProtocolError(f"a message that is not UTF-8 JSON: {exc}"[:300]) from None
     if not isinstance(message, dict):
@@ -323,6 +323,12 @@ def decode(data: bytes) -> dict[str, Any]:
 
 def _no_constant(name: str) -> object:
     raise ValueError(f"{name} is not JSON")
+
+
+# One encoder and one decoder for every message (json.dumps/json.loads with options make a new
+# one per call).
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_DECODER: Final = json.JSONDecoder(parse_constant=_no_constant)
 
 
 def decode_request(data: bytes) -> dict[str, Any]:
@@ -434,6 +440,11 @@ class Received:
 
 _FD_SIZE = array.array("i").itemsize
 _ANCILLARY = socket.CMSG_SPACE(MAX_FDS * _FD_SIZE)
+# As plain ints: ``int & socket.MSG_*`` goes through the IntFlag's Python-level ``__and__``.
+_MSG_CTRUNC: Final = int(socket.MSG_CTRUNC)
+_MSG_TRUNC: Final = int(socket.MSG_TRUNC)
+_SOL_SOCKET: Final = int(socket.SOL_SOCKET)
+_SCM_RIGHTS: Final = int(socket.SCM_RIGHTS)
 
 
 def recv_message(sock: socket.socket, max_fds: int = MAX_FDS) -> Received | None:
@@ -448,7 +459,7 @@ def recv_message(sock: socket.socket, max_fds: int = MAX_FDS) -> Received | None
     fds: list[int] = []
     foreign = False
     for level, kind, payload in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+        if level == _SOL_SOCKET and kind == _SCM_RIGHTS:
             got = array.array("i")
             got.frombytes(payload[: len(payload) - len(payload) % _FD_SIZE])
             fds.extend(got)
@@ -456,9 +467,9 @@ def recv_message(sock: socket.socket, max_fds: int = MAX_FDS) -> Received | None
             foreign = True
     received = Received(data, fds)
     problem = ""
-    if flags & socket.MSG_CTRUNC:
+    if flags & _MSG_CTRUNC:
         problem = "its file descriptors were truncated (too many)"
-    elif flags & socket.MSG_TRUNC or len(data) > MAX_MESSAGE:
+    elif flags & _MSG_TRUNC or len(data) > MAX_MESSAGE:
         problem = f"it is larger than the {MAX_MESSAGE}-byte maximum"
     elif foreign:
         problem = "it carries ancillary data other than file descriptors"

@@ -529,14 +529,11 @@ class Service:
         while conn.queue and sock is not None:
             out = conn.queue[0]
             try:
-                anc = [
-                    (
-                        socket.SOL_SOCKET,
-                        socket.SCM_RIGHTS,
-                        struct.pack(f"{len(out.fds)}i", *out.fds),
-                    )
-                ]
-                sock.sendmsg([out.data], anc if out.fds else [])
+                if out.fds:
+                    fds = struct.pack(f"{len(out.fds)}i", *out.fds)
+                    sock.sendmsg([out.data], [(_SOL_SOCKET, _SCM_RIGHTS, fds)])
+                else:
+                    sock.send(out.data)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
@@ -1070,6 +1067,10 @@ class _Cache(Generic[_T]):
 
     def clear(self) -> None:
         self._items.clear()
+
+
+_SOL_SOCKET = int(socket.SOL_SOCKET)
+_SCM_RIGHTS = int(socket.SCM_RIGHTS)
 
 
 def _usage_key(raw: list[Any]) -> str:
