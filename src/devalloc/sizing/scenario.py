@@ -28,19 +28,17 @@ Errors are :class:`~devalloc.errors.UsageError` naming the file, the line and th
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from .._toml import parse_toml, read_text_file
-from ..constraints import _locator, _Table
+from ..constraints import _NAME, _locator, _Table
 from ..errors import UsageError
 
 __all__ = ["Combination", "Scenario", "is_scenario", "load_scenario", "loads_scenario"]
 
-_NAME = re.compile(r"^[^\s:]+$")
 #: The top-level keys that make a TOML file a scenario file rather than a pipeline file.
 SCENARIO_KEYS: Final = ("scenario", "combinations")
 
