@@ -78,6 +78,11 @@ def test_closing_the_lent_buffer_only_revokes_it(pool: BufferPool) -> None:
 
 
 def test_a_view_kept_past_its_block_is_never_lent_to_another_owner(pool: BufferPool) -> None:
+    view_kept_past_its_block_evicts(pool)
+
+
+def view_kept_past_its_block_evicts(pool: BufferPool) -> None:
+    """A view kept past its lend evicts the buffer at an owner change (kernel tier too)."""
     lent = pool.acquire(owner="A")
     with lent.cpu_access("rw") as view:
         view[: len(SECRET)] = SECRET

@@ -15,7 +15,7 @@ from devalloc.heaps.dmaheap import DmaHeap
 from devalloc.pool import BufferPool
 
 from ..conftest import assert_fd_closed
-from ..test_pool_isolation import B_DATA, SECRET, _read, _write
+from ..test_pool_isolation import B_DATA, SECRET, _write, view_kept_past_its_block_evicts
 
 pytestmark = pytest.mark.kernel
 
@@ -44,22 +44,7 @@ def test_a_stale_buffer_cannot_read_the_next_owners_data(pool: BufferPool) -> No
 
 
 def test_an_escaped_view_evicts_the_dmabuf(pool: BufferPool) -> None:
-    lent = pool.acquire(owner="A")
-    with lent.cpu_access("rw") as view:
-        view[: len(SECRET)] = SECRET
-        kept = view[:]
-    inode = lent.info().inode
-    lent.release()
-    with pool.acquire(owner="B") as other:
-        assert other.info().inode != inode
-        assert _read(other, len(SECRET)) == bytes(len(SECRET))
-        _write(other, B_DATA)
-        kept[: len(SECRET)] = b"A writes again!!"
-        assert _read(other, len(B_DATA)) == B_DATA
-    assert bytes(kept[: len(B_DATA)]) != B_DATA
-    stats = pool.stats()
-    assert (stats.evictions, stats.misses, stats.count) == (1, 1, 1)
-    kept.release()
+    view_kept_past_its_block_evicts(pool)
 
 
 def test_an_fd_still_held_evicts_one_closed_again_does_not(system_heap: DmaHeap) -> None:
