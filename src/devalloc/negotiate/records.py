@@ -13,11 +13,12 @@ Everything here is a frozen dataclass with a lossless ``to_json``/``from_json`` 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal, cast
 
-from ..constraints import BUFFERS_VALUES, Buffers, _Table
+from ..constraints import BUFFERS_VALUES, Buffers, _layout_from_table, _Table
 from ..errors import UsageError
 from ..formats import MAX_DIMENSION, LayoutRules
 from ..formats.layout import MAX_ALIGN, MAX_SIZE
@@ -249,17 +250,9 @@ class CombinedRules:
         """Read what :meth:`to_json` wrote (``planes``: the format's plane count, which decides
         whether ``per-plane`` means one buffer per plane)."""
         table = _Table(data, ("rules",), no_location)
-        aligns = table.list_of("plane_pitch_align", int, "an integer")
         buffers = cast(Buffers, table.choice("buffers", BUFFERS_VALUES, "single"))
-        rules = LayoutRules(
-            pitch_align=table.integer("pitch_align", 1, 1, MAX_ALIGN),
-            plane_pitch_align=tuple(aligns),
-            height_align=table.integer("height_align", 1, 1, MAX_ALIGN),
-            offset_align=table.integer("offset_align", 1, 1, MAX_ALIGN),
-            size_align=table.integer("size_align", 1, 1, MAX_ALIGN),
-            extra_rows=table.integer("extra_rows", 0, 0, MAX_DIMENSION),
-            min_size=table.integer("min_size", 0, 0, MAX_SIZE),
-            multi_buffer=buffers == "per-plane" and planes > 1,
+        rules = dataclasses.replace(
+            _layout_from_table(table), multi_buffer=buffers == "per-plane" and planes > 1
         )
         made = cls(
             rules,
