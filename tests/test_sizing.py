@@ -148,6 +148,9 @@ def test_a_scenario_takes_the_worst_combination_per_class() -> None:
     for cls, value in sizing.classes.items():
         assert value == max(c.classes.get(cls, 0) for c in sizing.combinations)
     assert sizing.cma_bytes == max(c.cma_bytes for c in sizing.combinations)
+    # pinned too: the two lines above compute the answer the way size_files does
+    assert sizing.classes == {"contiguous": 39813120, "below-4g": 33177600, "system": 7372800}
+    assert sizing.cma_bytes == 42 * MIB
     data: dict[str, Any] = json.loads(json.dumps(sizing.to_json()))  # plain JSON throughout
     assert data["classes"] == sizing.classes
     assert data["cma_bytes"] == sizing.cma_bytes
