@@ -209,6 +209,12 @@ class ServiceClient:
                 raise self._gone(exc) from exc
             return self._reply_to(request_id)
 
+    def _call(self, op: str, **fields: Any) -> dict[str, Any]:
+        """:meth:`_request` for a reply that carries no fds: any the service sent are closed."""
+        reply, fds = self._request(op, **fields)
+        _close_fds(fds)
+        return reply
+
     def _request_encoded(self, encoded: bytes) -> tuple[dict[str, Any], list[int]]:
         """:meth:`_request` for a request encoded before (:meth:`_allocate_encoded`): its id
         spliced in front of the fields."""
@@ -263,15 +269,11 @@ class ServiceClient:
 
     def hello(self) -> dict[str, Any]:
         """The service's name and version, and who it takes this client to be."""
-        reply, _ = self._request("hello")
-        return reply
+        return self._call("hello")
 
     def status(self) -> dict[str, Any]:
         """The service's books, policy and heaps (``devalloc service status --json``)."""
-        reply, _ = self._request("status")
-        status = reply.get("status")
-        if not isinstance(status, dict):
-            raise ProtocolError("the service's status reply holds no status")
+        status: dict[str, Any] = _field(self._call("status"), "status", dict, "status")
         return status
 
     def allocate(
@@ -367,10 +369,7 @@ class ServiceClient:
         if formats is not None:
             fields["formats"] = _formats(formats)
         _check_types(fields)
-        reply, _ = self._request("create", **fields)
-        token = reply.get("token")
-        if not isinstance(token, str):
-            raise ProtocolError("the service's create reply holds no token")
+        token: str = _field(self._call("create", **fields), "token", str, "create")
         return token
 
     def join(
@@ -398,7 +397,7 @@ class ServiceClient:
             "optional": optional,
         }
         _check_types(fields)
-        self._request("join", **fields)
+        self._call("join", **fields)
 
     def commit(self, token: str, *, timeout: float | None = None) -> Allocation:
         """Commit to the collection ``token`` and wait until every participant has committed:
@@ -413,7 +412,7 @@ class ServiceClient:
             raise UsageError(f"a collection token is text, not {token!r:.40}")
         with self._lock:
             try:
-                reply, _ = self._request("commit", token=token)
+                reply = self._call("commit", token=token)
             except CollectionError as exc:
                 failure = self._failure(token)
                 if failure is not None:  # it failed before this commit arrived: say why
@@ -662,6 +661,14 @@ def _decode(received: Received) -> dict[str, Any]:
     except ProtocolError:
         received.close_fds()
         raise
+
+
+def _field(reply: dict[str, Any], key: str, kind: type, op: str) -> Any:
+    """``reply[key]`` when it is a ``kind``; a ProtocolError otherwise."""
+    value = reply.get(key)
+    if not isinstance(value, kind):
+        raise ProtocolError(f"the service's {op} reply holds no {key}")
+    return value
 
 
 def _close_fds(fds: list[int]) -> None:
