@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, Self
 
-from ._fd import FdResource, ioctl
+from ._fd import _FD_MAX, FdResource, ioctl
 from .errors import ClosedResourceError, UsageError, error_from_oserror
 from .formats.layout import Layout
 from .uapi import dma_buf as _uapi
@@ -68,8 +68,6 @@ _RETRY_ERRNOS = (errno.EINTR, errno.EAGAIN)
 _MAX_SYNC_RETRIES = 1000
 _ioctl = fcntl.ioctl
 _SYNC = _uapi.DMA_BUF_IOCTL_SYNC
-#: The largest fd number (a C int): a larger int is a caller's mistake, not an OverflowError.
-_FD_MAX = 2**31 - 1
 
 
 class SupportsFileno(Protocol):
