@@ -141,11 +141,6 @@ def _run(args: argparse.Namespace) -> int:
                 name=args.name,
             )
         except NegotiationError as exc:
-            devices = (
-                [c for spec in args.device for c, _ in alloc.resolve(spec)]
-                if isinstance(alloc, Allocator)
-                else [c for spec in args.device for c in _local_constraints(spec)]
-            )
             if args.json:
                 print_json(
                     {
@@ -154,7 +149,12 @@ def _run(args: argparse.Namespace) -> int:
                         "copy_note": exc.copy_note,
                     }
                 )
-            else:
+            else:  # the devices are looked up again only for the human report
+                devices = (
+                    [c for spec in args.device for c, _ in alloc.resolve(spec)]
+                    if isinstance(alloc, Allocator)
+                    else [c for spec in args.device for c in _local_constraints(spec)]
+                )
                 print_failure(exc, devices, f"{width}x{height}")
             print(f"devalloc: {one_line(str(exc))}", file=sys.stderr)
             return EXIT_NO_PLAN
