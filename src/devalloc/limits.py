@@ -97,6 +97,7 @@ from collections.abc import Sized
 from dataclasses import dataclass
 from typing import Protocol
 
+from ._fd import check_path
 from .errors import AllocationLimitError, UsageError
 
 __all__ = [
@@ -160,7 +161,7 @@ class MachineLimits:
 def read_meminfo(proc: str = "/proc") -> dict[str, int]:
     """/proc/meminfo in bytes ("MemTotal", "MemAvailable", "CmaTotal", ...); empty if
     unreadable."""
-    proc = _path(proc, "proc")
+    proc = check_path(proc, what="proc")
     values: dict[str, int] = {}
     try:
         with open(os.path.join(proc, "meminfo"), encoding="ascii", errors="replace") as f:
@@ -191,7 +192,7 @@ def cgroup_memory_max(proc: str = "/proc", cgroup_root: str = "/sys/fs/cgroup") 
         proc: where procfs is mounted (``PROC/self/cgroup`` names the cgroup).
         cgroup_root: where the cgroup hierarchies are mounted.
     """
-    proc, cgroup_root = _path(proc, "proc"), _path(cgroup_root, "cgroup_root")
+    proc, cgroup_root = check_path(proc, what="proc"), check_path(cgroup_root, what="cgroup_root")
     try:
         with open(os.path.join(proc, "self", "cgroup"), encoding="utf-8", errors="replace") as f:
             lines = f.read().splitlines()
@@ -211,17 +212,6 @@ def cgroup_memory_max(proc: str = "/proc", cgroup_root: str = "/sys/fs/cgroup") 
     return None
 
 
-def _path(value: object, label: str) -> str:
-    """A path argument: a str without NUL that the file system encoding can take."""
-    if not isinstance(value, str) or "\0" in value:
-        raise UsageError(f"{label} must be a path string, not {value!r:.80}")
-    try:
-        os.fsencode(value)
-    except UnicodeError:
-        raise UsageError(f"{label}: the path {value!r:.80} cannot be encoded") from None
-    return value
-
-
 def _smallest_on_path(root: str, path: str, name: str) -> int | None:
     parts = [p for p in path.split("/") if p and p not in (".", "..")]
     smallest: int | None = None
@@ -239,7 +229,7 @@ def _smallest_on_path(root: str, path: str, name: str) -> int | None:
 def machine_limits(proc: str = "/proc", cgroup_root: str = "/sys/fs/cgroup") -> MachineLimits:
     """The default caps of the machine whose procfs is at ``proc`` and whose cgroup v2 hierarchy
     is at ``cgroup_root`` (another tree for tests); the environment is not consulted."""
-    proc, cgroup_root = _path(proc, "proc"), _path(cgroup_root, "cgroup_root")
+    proc, cgroup_root = check_path(proc, what="proc"), check_path(cgroup_root, what="cgroup_root")
     info = read_meminfo(proc)
     total = max(mem_total(proc, info), 2)
     available = info.get("MemAvailable")
