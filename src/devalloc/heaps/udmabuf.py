@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from .. import limits as _limits
-from .._fd import FdResource, check_path, ioctl, open_fd
+from .._fd import _FD_MAX, FdResource, check_path, ioctl, open_fd
 from ..buffer import Buffer, check_name, named
 from ..errors import UsageError, error_from_oserror
 from ..limits import CLOSE_HOOKS as _CLOSE_HOOKS
@@ -48,7 +48,6 @@ _MEMFD_FLAGS = os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING
 _U32 = 1 << 32
 _U64 = 1 << 64
 _MAX_FILE = 1 << 63  # off_t
-_FD_LIMIT = 1 << 31  # fds are C ints
 #: ``struct udmabuf_create`` (memfd, flags, offset, size) as a struct.Struct for the hot path:
 #: packing it costs a fraction of building the ctypes structure
 #: (:class:`devalloc.uapi.udmabuf.udmabuf_create`, checked against the C header; a test checks
@@ -73,7 +72,7 @@ def _borrow(fd: FdLike) -> int:
         number = fd.fileno() if not isinstance(fd, int) else fd
     except AttributeError:
         number = None
-    if type(number) is not int or not 0 <= number < _FD_LIMIT:
+    if type(number) is not int or not 0 <= number <= _FD_MAX:
         raise UsageError(
             f"udmabuf: expected a memfd (an fd or an object with fileno()), not {fd!r}"
         )
@@ -163,7 +162,7 @@ class UdmabufDevice(FdResource):
 
         ``memfd`` is only borrowed: the caller keeps owning it (the dma-buf holds the pages).
         """
-        fd = memfd if type(memfd) is int and 0 <= memfd < _FD_LIMIT else _borrow(memfd)
+        fd = memfd if type(memfd) is int and 0 <= memfd <= _FD_MAX else _borrow(memfd)
         if not (
             type(offset) is int
             and type(size) is int
