@@ -394,3 +394,21 @@ def test_sizing_from_observed_snapshots_takes_the_peak(
     assert main(["size", "--observed", str(bad)]) == 2
     assert "not JSON" in capsys.readouterr().err
     assert main(["size"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [("", "path is empty"), ("a\0b", "holds a NUL"), (None, "not a NoneType")],
+)
+def test_size_files_refuses_a_bad_path_with_a_usage_error(path: object, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        size_files([path])  # type: ignore[list-item]
+
+
+def test_a_scenario_pipeline_path_with_a_nul_is_a_usage_error(tmp_path: Path) -> None:
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(
+        'scenario = "s"\n[[combinations]]\nname = "a"\npipelines = ["a\\u0000b.toml"]\n'
+    )
+    with pytest.raises(UsageError, match="holds a NUL"):
+        size_files([scenario])

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from .._toml import parse_toml, read_text_file
+from .._toml import check_path, parse_toml, read_text_file
 from ..constraints import MemoryRules
 from ..errors import NoPlanError, UsageError
 from ..negotiate import NegotiationError, Plan, negotiate
@@ -400,8 +400,9 @@ def _size_combination(
     )
 
 
-def _read(path: Path, cache: dict[Path, object]) -> object:
+def _read(raw: object, cache: dict[Path, object]) -> object:
     """A pipeline (sized) or a scenario, by what the TOML file holds."""
+    path = check_path(raw, "pipeline or scenario file")  # a UsageError, not Path's TypeError
     key = path.resolve()
     if key in cache:
         return cache[key]
@@ -443,7 +444,7 @@ def size_files(
     together: list[PipelineSize] = []
     scenarios: list[Scenario] = []
     for raw in paths:
-        item = _read(Path(raw), cache)
+        item = _read(raw, cache)
         if isinstance(item, Scenario):
             scenarios.append(item)
         else:
