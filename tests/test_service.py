@@ -571,3 +571,49 @@ def test_a_service_that_does_not_answer_times_out(tmp_path: object) -> None:
         listener.listen(1)
         with connect(path, timeout=0.2) as c, pytest.raises(ServiceError, match="in time"):
             c.hello()
+
+
+def test_fds_sent_with_a_reply_that_holds_none_are_closed(tmp_path: object) -> None:
+    """A hello reply carries no fds: any the service sends anyway are closed, not leaked."""
+    import threading
+
+    from devalloc.service.protocol import recv_message, send_message
+
+    path = os.path.join(str(tmp_path), "stray")
+    r, w = os.pipe()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as listener:
+        listener.bind(path)
+        listener.listen(1)
+
+        def answer() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                received = recv_message(conn)
+                assert received is not None
+                request = json.loads(received.data)
+                send_message(conn, {"id": request["id"], "ok": True}, [w])
+                conn.recv(1)  # until the client closes
+
+        server = threading.Thread(target=answer)
+        server.start()
+        pipe = os.readlink(f"/proc/self/fd/{w}")
+
+        def pipe_ends() -> int:
+            fds = os.listdir("/proc/self/fd")
+            return sum(1 for fd in fds if _readlink(f"/proc/self/fd/{fd}") == pipe)
+
+        try:
+            with connect(path, timeout=5) as c:
+                c.hello()
+                assert pipe_ends() == 2  # r and w: the copy the service sent is closed
+        finally:
+            server.join(5)
+            os.close(r)
+            os.close(w)
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
