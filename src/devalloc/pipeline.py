@@ -51,8 +51,9 @@ from .constraints import (
     load_device_file,
 )
 from .errors import UsageError
-from .formats import GST_FORMATS, MAX_DIMENSION, lookup_format, parse_drm_format
+from .formats import MAX_DIMENSION, Modifier, lookup_format
 from .negotiate.combine import DEFAULT_SLACK
+from .negotiate.core import _application_format as _pin_of
 from .profiles import profile_names, profile_path
 
 __all__ = [
@@ -322,13 +323,11 @@ def _read_device(
 
 def _application_format(item: str) -> str:
     """A format's DRM name; a pinned pair (drm-format ``NV12:0x...``, a tiled GStreamer name such
-    as ``NV12_4L4``) as ``NAME:0x<modifier>``, which negotiation reads as a pin."""
-    if ":" in item or item.strip() in GST_FORMATS:
-        fmt, modifier = parse_drm_format(item)
-        if ":" in item or not modifier.is_linear:
-            return f"{fmt.name}:{modifier.hex}"
-        return fmt.name
-    return lookup_format(item).name
+    as ``NV12_4L4``) as ``NAME:0x<modifier>``, which negotiation reads as a pin (the rule is
+    negotiation's own, :func:`~devalloc.negotiate.core._application_format`)."""
+    fourcc, pin = _pin_of(item)
+    name = lookup_format(fourcc).name
+    return name if pin is None else f"{name}:{Modifier(pin[1]).hex}"
 
 
 def _read_formats(reader: _Reader, data: Mapping[str, object]) -> tuple[str, ...] | None:
