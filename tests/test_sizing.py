@@ -412,3 +412,12 @@ def test_a_scenario_pipeline_path_with_a_nul_is_a_usage_error(tmp_path: Path) ->
     )
     with pytest.raises(UsageError, match="holds a NUL"):
         size_files([scenario])
+
+
+def test_a_deeply_nested_snapshot_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    snap = tmp_path / "deep.json"
+    snap.write_text("[" * 200_000)
+    assert main(["size", "--observed", str(snap)]) == 2
+    assert "nested too deep" in capsys.readouterr().err

@@ -174,6 +174,8 @@ def _observed(args: argparse.Namespace) -> int:
             snapshots.append(json.loads(read_text_file(path, "devalloc ps --json snapshot")))
         except json.JSONDecodeError as exc:
             raise UsageError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+        except RecursionError:  # json recurses once per level: never a traceback
+            raise UsageError(f"{path}: not a devalloc ps snapshot (nested too deep)") from None
     model = CmaModel(args.cma_reserved, args.cma_alignment)
     observed = size_observed(snapshots, model, frozenset(args.cma_heap))
     if args.json:
