@@ -30,6 +30,8 @@ from types import MappingProxyType
 
 from ..errors import UsageError
 from .modifier import (
+    _AFBC_BLOCK_SIZES,
+    _AFBC_FLAGS,
     AFBC_FORMAT_MOD_BLOCK_SIZE_MASK,
     AFRC_FORMAT_MOD_CU_SIZE_MASK,
     AFRC_FORMAT_MOD_LAYOUT_SCAN,
@@ -115,18 +117,7 @@ _SIMPLE_BY_VALUE = {value: name.split("_", 1)[1] for name, value in LIBDRM_SIMPL
 _SIMPLE_UPPER = {name.upper(): value for name, value in LIBDRM_SIMPLE_NAMES.items()}
 
 # Arm AFBC: block sizes, then the mode bits in libdrm's order.
-_AFBC_BLOCKS = {1: "16x16", 2: "32x8", 3: "64x4", 4: "32x8_64x4"}
-_AFBC_MODES = (
-    ("YTR", 1 << 4),
-    ("SPLIT", 1 << 5),
-    ("SPARSE", 1 << 6),
-    ("CBR", 1 << 7),
-    ("TILED", 1 << 8),
-    ("SC", 1 << 9),
-    ("DB", 1 << 10),
-    ("BCH", 1 << 11),
-    ("USM", 1 << 12),
-)
+_AFBC_MODES = tuple(_AFBC_FLAGS.items())  # the header's (and libdrm's) order
 _AFRC_UNITS = {1: "CU_16", 2: "CU_24", 3: "CU_32"}
 
 # AMD tile names, indexed by the TILE field (GFX9-GFX11, and GFX12 which names only 0-7).
@@ -170,7 +161,7 @@ def libdrm_vendor(value: int) -> str | None:
 
 def _afbc(value: int) -> str | None:
     mode = value & ((1 << 52) - 1)
-    block = _AFBC_BLOCKS.get(mode & AFBC_FORMAT_MOD_BLOCK_SIZE_MASK)
+    block = _AFBC_BLOCK_SIZES.get(mode & AFBC_FORMAT_MOD_BLOCK_SIZE_MASK)
     if block is None:
         return None
     modes = [name for name, bit in _AFBC_MODES if mode & bit]
@@ -324,10 +315,11 @@ def _key_values(parts: list[str], what: str) -> dict[str, str]:
 
 def _parse_afbc(rest: str) -> int:
     head, _, tail = rest.partition(",")
-    sizes = {name.upper(): code for code, name in _AFBC_BLOCKS.items()}
+    sizes = {name.upper(): code for code, name in _AFBC_BLOCK_SIZES.items()}
     block = sizes.get(head.removeprefix("BLOCK_SIZE="))
     if block is None:
-        raise UsageError(f"AFBC block size is one of {', '.join(_AFBC_BLOCKS.values())}: {head!r}")
+        known = ", ".join(_AFBC_BLOCK_SIZES.values())
+        raise UsageError(f"AFBC block size is one of {known}: {head!r}")
     mode = block
     if tail:
         if not tail.startswith("MODE="):
