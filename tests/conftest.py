@@ -2,15 +2,6 @@
 
 Example:
     >>> import pytest
-from hypothesis import HealthCheck, settings
-
-# Speed is measured in bench/, never in unit tests: hypothesis's timing checks (the per-example
-# deadline, "input generation is slow") fail on a loaded 2-core CI machine without any bug. Every
-# assertion and example count stays as each test sets it.
-settings.register_profile(
-    "devalloc", deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
-settings.load_profile("devalloc")
     >>> @pytest.mark.needs("cma_heap")                               # doctest: +SKIP
     ... def test_cma() -> None:
     ...     path = capability("cma_heap").nodes[0]  # "/dev/dma_heap/reserved"
@@ -37,6 +28,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Speed is measured in bench/, never in unit tests: hypothesis's timing checks (the per-example
+# deadline, "input generation is slow") fail on a loaded 2-core CI machine without any bug. Every
+# assertion and example count stays as each test sets it.
+settings.register_profile("devalloc", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("devalloc")
 
 IN_VM = os.environ.get("DEVALLOC_IN_VM") == "1"
 
