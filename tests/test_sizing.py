@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import errno
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -265,7 +267,14 @@ def test_cli_json_explain_and_plot_errors(
 def test_cli_plot_draws_a_stacked_bar_when_matplotlib_is_there(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     out = tmp_path / "sizing.svg"
-    assert main(["size", str(EXAMPLES / "scenarios" / "video-call.toml"), "--plot", str(out)]) == 0
+    # In a process of its own, as a user runs it: importing matplotlib.pyplot into a process that
+    # already loaded numpy and Debian's GStreamer bindings (the gst tests run earlier in this
+    # session) crashes with SIGSEGV inside matplotlib's import, with no devalloc code involved.
+    scenario = str(EXAMPLES / "scenarios" / "video-call.toml")
+    code = "import sys; from devalloc.cli import main; sys.exit(main(sys.argv[1:]))"
+    argv = [sys.executable, "-c", code, "size", scenario, "--plot", str(out)]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr
     assert out.read_text(encoding="utf-8").lstrip().startswith("<?xml")
 
 
