@@ -18,8 +18,9 @@ from devalloc.errors import DevallocError, OutOfMemoryError, UsageError
 from devalloc.heaps.properties import HeapProperties
 from devalloc.negotiate import NegotiationError
 from devalloc.negotiate.records import Conflict
-from devalloc.service.client import _buffer
+from devalloc.service.client import _ReceivedBuffers
 from devalloc.service.protocol import (
+    ALLOCATE_HEAD,
     MAX_FDS,
     MAX_MESSAGE,
     REQUESTS,
@@ -27,6 +28,7 @@ from devalloc.service.protocol import (
     PolicyError,
     ProtocolError,
     QuotaError,
+    RequestDecoder,
     decode_request,
     encode,
     error_from_reply,
@@ -155,6 +157,71 @@ def test_random_fields_are_refused_or_fully_typed(op: str, fields: dict[str, obj
             assert type(value) is bool
 
 
+_ALLOCATE = st.fixed_dictionaries(
+    {
+        "width": st.integers(-2, 70000),
+        "height": st.integers(1, 64),
+        "usages": st.lists(st.text(max_size=6) | st.integers(), max_size=3),
+    },
+    optional={
+        "count": st.integers(-1, 70) | st.booleans(),
+        "cpu_access": st.sampled_from(["none", "r", "rw", "x"]),
+        "verify": st.booleans() | st.none(),
+        "name": st.text(max_size=40),
+        "formats": st.lists(st.text(max_size=5), max_size=3),
+        "id": st.integers(0, 9),
+        "op": st.sampled_from(["allocate", "release"]),
+        "v": st.integers(0, 2),
+    },
+)
+_IDS = st.sampled_from([b"0", b"7", b"123", b"007", b"-1", b"1e3", b"9007199254740993", b" 5"])
+
+
+def _decoded(decoder: RequestDecoder, data: bytes) -> object:
+    try:
+        return decoder.decode(data)[0]
+    except ProtocolError:
+        return "refused"
+
+
+def _plain(data: bytes) -> object:
+    try:
+        return decode_request(data)
+    except ProtocolError:
+        return "refused"
+
+
+@given(_ALLOCATE, st.lists(_IDS, min_size=1, max_size=4))
+@settings(max_examples=400)
+def test_the_remembering_decoder_reads_exactly_as_decode_request(
+    fields: dict[str, object], ids: list[bytes]
+) -> None:
+    """RequestDecoder answers every packet as decode_request does, whether or not it kept the
+    request's tail before: the same packet bodies behind different ids (valid, leading zeros,
+    negative, too large, not a number), tails holding head keys, malformed fields."""
+    decoder = RequestDecoder(size=4)
+    tail = json.dumps(fields, separators=(",", ":")).encode()[1:]
+    for request_id in ids:
+        data = ALLOCATE_HEAD + request_id + (b"," + tail if tail != b"}" else b"}")
+        assert _decoded(decoder, data) == _plain(data), data
+
+
+def test_the_remembering_decoder_keeps_a_checked_tail_and_reads_releases() -> None:
+    decoder = RequestDecoder()
+    body = b',"width":64,"height":32,"usages":["x:y"]}'
+    first, key = decoder.decode(ALLOCATE_HEAD + b"1" + body)
+    again, key_again = decoder.decode(ALLOCATE_HEAD + b"2" + body)
+    assert key == key_again == body
+    assert again == {**first, "id": 2}
+    release, none = decoder.decode(b'{"v":%d,"op":"release","buffers":[42]}' % VERSION)
+    assert none is None
+    assert release == decode_request(b'{"v":%d,"op":"release","buffers":[42]}' % VERSION)
+    with pytest.raises(ProtocolError):
+        decoder.decode(b'{"v":%d,"op":"release","buffers":[042]}' % VERSION)
+    # a tail that names a head key is never kept
+    assert decoder.decode(ALLOCATE_HEAD + b"4" + body[:-1] + b',"id":4}')[1] is None
+
+
 # --- framing with fds ------------------------------------------------------------------------
 
 
@@ -272,7 +339,28 @@ def test_a_received_fd_said_to_be_a_dmabuf_is_checked_and_closed_when_not() -> N
     r, w = os.pipe()
     try:
         with pytest.raises(ProtocolError, match="not a dma-buf"):
-            _buffer(r, {"dmabuf": True, "size": 4096}, HeapProperties("dma-heap", "system"))
+            _ReceivedBuffers().buffer(
+                r, {"dmabuf": True, "size": 4096}, HeapProperties("dma-heap", "system")
+            )
+        assert_fd_closed(r)
+    finally:
+        os.close(w)
+
+
+@pytest.mark.parametrize("learned", ["other device", "this device"])
+def test_a_later_buffer_of_a_known_heap_is_still_checked(learned: str) -> None:
+    """Once a heap's first dma-buf taught the dma-buf file system's device, a later fd of
+    that heap is checked by fstat: an fd on another file system (or one of size 0, as a pipe
+    is) goes through fdinfo again and is refused and closed."""
+    received = _ReceivedBuffers()
+    r, w = os.pipe()
+    received.exporters["system"] = "system"
+    received.dev = os.fstat(r).st_dev + (1 if learned == "other device" else 0)
+    try:
+        with pytest.raises(ProtocolError, match="not a dma-buf"):
+            received.buffer(
+                r, {"dmabuf": True, "size": 4096}, HeapProperties("dma-heap", "system")
+            )
         assert_fd_closed(r)
     finally:
         os.close(w)

@@ -43,10 +43,12 @@ from ..heaps.properties import HeapProperties
 from ..heaps.registry import HeapId
 from ..negotiate import Plan
 from .protocol import (
+    ALLOCATE_HEAD,
     MAX_FDS,
     MAX_MESSAGE,
     PLAN_SLOTS,
-    VERSION,
+    RELEASE_HEAD,
+    RELEASE_TAIL,
     CollectionError,
     ProtocolError,
     Received,
@@ -131,6 +133,8 @@ class ServiceClient:
         self._encoded: dict[tuple[Any, ...], tuple[tuple[object, ...], bytes]] = {}
         self._held: set[int] = set()  # ids of received buffers not closed yet
         self._plans: dict[int, Plan] = {}  # plan_slot -> the plan the service put there
+        self._heap: tuple[object, HeapProperties] | None = None  # the last heap JSON, parsed
+        self._received = _ReceivedBuffers()
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
         self._events: deque[tuple[dict[str, Any], list[int]]] = deque()
@@ -220,7 +224,7 @@ class ServiceClient:
         spliced in front of the fields."""
         with self._lock:
             request_id = next(self._ids)
-            data = b"".join((_ID_PREFIX, str(request_id).encode(), encoded))
+            data = b"".join((ALLOCATE_HEAD, str(request_id).encode(), encoded))
             if len(data) > MAX_MESSAGE:
                 raise ProtocolError(
                     f"an allocate message of {len(data)} bytes is larger than the protocol's"
@@ -261,7 +265,7 @@ class ServiceClient:
         if sock is None:
             return
         with contextlib.suppress(OSError):  # what encode() makes of the one-buffer release
-            sock.sendmsg([b'{"v":%d,"op":"release","buffers":[%d]}' % (VERSION, buffer_id)])
+            sock.sendmsg([b"%s%d%s" % (RELEASE_HEAD, buffer_id, RELEASE_TAIL)])
         if self._closing and not self._held:
             self._disconnect()
 
@@ -340,8 +344,8 @@ class ServiceClient:
                 self._encoded.clear()
             # encode()'s bytes after '{"v":1,"op":"allocate","id":N'
             body = encode({"op": "allocate", "id": 0, **fields})
-            assert body.startswith(_ID_PREFIX + b"0,")
-            self._encoded[key] = (tuple(usages), body[len(_ID_PREFIX) + 1 :])
+            assert body.startswith(ALLOCATE_HEAD + b"0,")
+            self._encoded[key] = (tuple(usages), body[len(ALLOCATE_HEAD) + 1 :])
         reply, fds = self._request("allocate", **fields)
         return self._allocation(reply.get("allocation"), fds)
 
@@ -498,7 +502,12 @@ class ServiceClient:
                     f" buffers but sent {len(fds)} fds"
                 )
             plan = self._plan(description)
-            props = HeapProperties(**description["heap"])
+            heap = description["heap"]
+            if self._heap is not None and self._heap[0] == heap:
+                props = self._heap[1]  # the same heap as last time: parsed then
+            else:
+                props = HeapProperties(**heap)
+                self._heap = (heap, props)
         except (KeyError, TypeError, ValueError) as exc:
             _close_fds(fds)
             raise ProtocolError(f"the service sent a malformed allocation: {exc}") from None
@@ -510,7 +519,7 @@ class ServiceClient:
         try:
             for index, entry in enumerate(entries):
                 fd, fds[index] = fds[index], -1
-                buf = _buffer(fd, entry, props)
+                buf = self._received.buffer(fd, entry, props)
                 made.append(buf)
                 if plan.layout.planes:
                     buf.attach_layout(plan.layout, buffer=int(entry["buffer"]))
@@ -544,8 +553,6 @@ class ServiceClient:
         )
 
 
-#: The start of every encoded allocate request, up to its id (see ``encode``).
-_ID_PREFIX = b'{"v":%d,"op":"allocate","id":' % VERSION
 #: Encoded allocate requests a client keeps (emptied when full).
 _ENCODED_CACHE = 64
 
@@ -616,24 +623,57 @@ def _set_timeout(sock: socket.socket, timeout: float | None, *, send: bool = Tru
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
 
 
-def _buffer(fd: int, entry: dict[str, Any], props: HeapProperties) -> Buffer:
-    """A Buffer owning received ``fd`` (a dma-buf is checked as one; a memfd stays CPU-only)."""
-    if entry.get("dmabuf") is True:
-        # As Buffer.from_fd checks (fdinfo names an exporter), on the fd this client owns
-        # already: no duplicate to make and close.
+class _ReceivedBuffers:
+    """Makes the Buffers of received fds, each checked for what the service says it is.
+
+    Attributes:
+        dev: the device of the kernel's dma-buf file system, once a dma-buf was checked.
+        exporters: heap name -> the exporter its dma-bufs name (learned from fdinfo).
+    """
+
+    def __init__(self) -> None:
+        self.dev: int | None = None
+        self.exporters: dict[str, str] = {}
+
+    def buffer(self, fd: int, entry: dict[str, Any], props: HeapProperties) -> Buffer:
+        """A Buffer owning received ``fd``: a dma-buf is checked as one (a memfd stays CPU-only).
+
+        The first dma-buf of a heap is checked as ``Buffer.from_fd`` checks one: fdinfo must
+        name an exporter. That also teaches the device of the kernel's dma-buf file system,
+        which every dma-buf shares and no other file has; a later buffer of the same heap is
+        checked by one ``fstat`` against it, its size read from the same call.
+        """
+        if entry.get("dmabuf") is not True:
+            return Buffer(
+                fd, exporter="memfd (devalloc service)", dmabuf=False, size=int(entry["size"])
+            )
         try:
-            fields = _fdinfo(fd)
-            exporter = fields.get("exp_name")
-            if exporter is None:
-                raise ProtocolError(
-                    "the service sent a buffer that is not a dma-buf (its fdinfo names no exporter)"
-                )
-            size = int(fields["size"]) if "size" in fields else None
+            exporter = self.exporters.get(props.name)
+            size: int | None = None
+            if exporter is not None:
+                st = os.fstat(fd)
+                if st.st_dev == self.dev and st.st_size > 0:
+                    size = st.st_size
+            if exporter is None or size is None:
+                # As Buffer.from_fd checks (fdinfo names an exporter), on the fd this client
+                # owns already: no duplicate to make and close.
+                fields = _fdinfo(fd)
+                exporter = fields.get("exp_name")
+                if exporter is None:
+                    raise ProtocolError(
+                        "the service sent a buffer that is not a dma-buf (its fdinfo names no"
+                        " exporter)"
+                    )
+                size = int(fields["size"]) if "size" in fields else None
+                dev = os.fstat(fd).st_dev
+                if self.dev != dev:
+                    self.exporters.clear()
+                    self.dev = dev
+                self.exporters[props.name] = exporter
         except BaseException:
             os.close(fd)
             raise
         return Buffer(fd, exporter=exporter, size=size, protected=bool(props.protected))
-    return Buffer(fd, exporter="memfd (devalloc service)", dmabuf=False, size=int(entry["size"]))
 
 
 def _fdinfo(fd: int) -> dict[str, str]:

@@ -161,6 +161,7 @@ class Policy:
         self._default.update(default or {})
         self._rules = rules
         self.source = source
+        self._limits: dict[Identity, Limits] = {}  # limits_for, by identity (a policy is fixed)
 
     @classmethod
     def load(cls, path: str) -> Policy:
@@ -212,13 +213,20 @@ class Policy:
 
     def limits_for(self, ident: Identity) -> Limits:
         """The limits that apply to ``ident``: the defaults, then every matching rule in order."""
+        known = self._limits.get(ident)
+        if known is not None:
+            return known
         settings = dict(self._default)
         if ident.uid == 0 and settings["protected"].rule == _BUILTIN:
             settings["protected"] = Setting(True, f"{_BUILTIN} (root)")
         for rule in self._rules:
             if rule.matches(ident):
                 settings.update({k: Setting(v, rule.name) for k, v in rule.settings.items()})
-        return Limits(**settings)
+        limits = Limits(**settings)
+        if len(self._limits) >= 1024:
+            self._limits.clear()
+        self._limits[ident] = limits
+        return limits
 
     def check(
         self,
@@ -239,7 +247,6 @@ class Policy:
             QuotaError: a quota or the global cap would be passed (naming the rule).
         """
         lim = self.limits_for(ident)
-        who = ident.describe()
         for wanted, setting, what in (
             (contiguous, lim.contiguous, "contiguous memory"),
             (protected, lim.protected, "protected memory"),
@@ -247,7 +254,7 @@ class Policy:
         ):
             if wanted and not setting.value:
                 raise PolicyError(
-                    f"{who} may not use {what}: refused by {setting.rule}",
+                    f"{ident.describe()} may not use {what}: refused by {setting.rule}",
                     f"{setting.rule}: {_key(setting, lim)} = false",
                 )
         for value, setting, key in (
@@ -258,9 +265,9 @@ class Policy:
         ):
             if value > int(setting.value):
                 raise QuotaError(
-                    f"{who}: uid {ident.uid} would hold {value} ({key}) through the service, above"
-                    f" its quota of {setting.value} set by {setting.rule}; release buffers or"
-                    f" raise {key}",
+                    f"{ident.describe()}: uid {ident.uid} would hold {value} ({key}) through the"
+                    f" service, above its quota of {setting.value} set by {setting.rule};"
+                    f" release buffers or raise {key}",
                     f"{setting.rule}: {key} = {setting.value}",
                 )
         for value, setting, key in (

@@ -39,10 +39,13 @@ from ..negotiate import NegotiationError
 from ..negotiate.records import Conflict
 
 __all__ = [
+    "ALLOCATE_HEAD",
     "ERROR_KINDS",
     "MAX_FDS",
     "MAX_MESSAGE",
     "PLAN_SLOTS",
+    "RELEASE_HEAD",
+    "RELEASE_TAIL",
     "REQUESTS",
     "VERSION",
     "CollectionError",
@@ -51,6 +54,7 @@ __all__ = [
     "ProtocolError",
     "QuotaError",
     "Received",
+    "RequestDecoder",
     "ServiceError",
     "decode",
     "decode_request",
@@ -364,6 +368,91 @@ def decode_request(data: bytes) -> dict[str, Any]:
             continue
         checked[f.name] = _check(op, f, value)
     return checked
+
+
+#: The bytes every allocate request encoded as ``encode`` does starts with, up to its id.
+ALLOCATE_HEAD: Final = b'{"v":%d,"op":"allocate","id":' % VERSION
+#: The bytes of a one-buffer release as ``encode`` makes it, around the buffer's id.
+RELEASE_HEAD: Final = b'{"v":%d,"op":"release","buffers":[' % VERSION
+RELEASE_TAIL: Final = b"]}"
+#: Largest request tail (the bytes after the id) a :class:`RequestDecoder` keeps.
+_KEEP_TAIL = 8192
+
+
+class RequestDecoder:
+    """:func:`decode_request` that remembers: what a service reads again and again is read once.
+
+    - An allocate request in ``encode``'s form (``{"v":1,"op":"allocate","id":N,...}``) whose
+      bytes after the id equal those of a request checked before *is* that request with another
+      id: it is answered from the checked copy, no JSON parsed and no field checked again. Only
+      the id is read, by the JSON rules (digits, no leading zero, in range). A tail that holds a
+      key of the head (``"v"``, ``"op"``, ``"id"``) is never kept, so the meaning of a kept
+      tail cannot depend on the head.
+    - A one-buffer release in ``encode``'s form is read from its fixed bytes.
+    - Anything else goes through :func:`decode_request`, unchanged.
+
+    :meth:`decode` returns the checked request and, for an allocate request whose tail is kept,
+    the tail itself: equal tails, equal requests (a key for the caller's own caches). A kept
+    request's lists are shared by every copy handed out: callers read them, never change them.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._checked: dict[bytes, dict[str, Any]] = {}
+        self._release = decode_request(RELEASE_HEAD + b"0" + RELEASE_TAIL)
+
+    def decode(self, data: bytes) -> tuple[dict[str, Any], bytes | None]:
+        """The checked request of one packet, and its cache key (see the class doc).
+
+        Raises:
+            ProtocolError: as :func:`decode_request`.
+        """
+        if data.startswith(ALLOCATE_HEAD):
+            start = len(ALLOCATE_HEAD)
+            comma = data.find(b",", start, start + 18)
+            if comma > start:
+                tail = data[comma:]
+                checked = self._checked.get(tail)
+                request_id = _json_uint(data[start:comma], _ID.maximum)
+                if checked is not None and request_id is not None:
+                    request = checked.copy()
+                    request["id"] = request_id
+                    return request, tail
+                request = decode_request(data)
+                if (
+                    request_id is not None
+                    and request["op"] == "allocate"
+                    and request["id"] == request_id
+                    and len(tail) <= _KEEP_TAIL
+                    and b'"id"' not in tail
+                    and b'"op"' not in tail
+                    and b'"v"' not in tail
+                ):
+                    if len(self._checked) >= self._size:
+                        self._checked.clear()
+                    self._checked[tail] = request
+                    return request.copy(), tail
+                return request, None
+        elif data.startswith(RELEASE_HEAD) and data.endswith(RELEASE_TAIL):
+            buffer_id = _json_uint(data[len(RELEASE_HEAD) : -len(RELEASE_TAIL)], 2**53)
+            if buffer_id is not None:
+                request = self._release.copy()
+                request["buffers"] = [buffer_id]
+                return request, None
+        return decode_request(data), None
+
+    def clear(self) -> None:
+        """Forget every request kept."""
+        self._checked.clear()
+
+
+def _json_uint(digits: bytes, maximum: int) -> int | None:
+    """``digits`` as JSON reads a non-negative integer (no sign, no leading zero) when it is at
+    most ``maximum``; None for anything else."""
+    if not digits.isdigit() or len(digits) > 16 or (digits[0] == 48 and len(digits) > 1):
+        return None
+    value = int(digits)
+    return value if value <= maximum else None
 
 
 def _is_int(value: object) -> bool:

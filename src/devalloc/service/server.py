@@ -68,8 +68,8 @@ from .protocol import (
     CollectionError,
     ProtocolError,
     Received,
+    RequestDecoder,
     ServiceError,
-    decode_request,
     encode,
     error_reply,
     recv_message,
@@ -101,8 +101,6 @@ MAX_QUEUED_FDS = 4 * MAX_FDS
 MAX_ERRORS = 64
 #: Entries of each of the service's caches (parsed usages, quota pre-checks, plan JSON).
 CACHE_SIZE = 256
-#: Packets read from one client per turn of the loop (fairness).
-_BURST = 32
 _UCRED = struct.Struct("3i")
 
 log = logging.getLogger("devalloc.service")
@@ -291,6 +289,10 @@ class Service:
             path = getattr(device, "path", None)
             if isinstance(path, str):
                 self._names.add(path)
+        self._decoder = RequestDecoder(CACHE_SIZE)
+        self._wire: bytes | None = None  # the cache key of the request being handled, if any
+        #: allocate requests by their wire key: their usages and needs (see _op_allocate)
+        self._by_wire: _Cache[tuple[list[UsageSpec], _Need]] = _Cache()
         self._usage_cache: _Cache[tuple[UsageSpec, ...]] = _Cache()
         self._needs_cache: _Cache[_Need] = _Cache()
         self._plans: _Cache[tuple[int, dict[str, Any]]] = _Cache()  # Plan -> (id, JSON)
@@ -443,24 +445,26 @@ class Service:
             self._sel.register(pidfd, selectors.EVENT_READ, ("pidfd", conn.key))
 
     def _readable(self, conn: _Connection) -> None:
-        for _ in range(_BURST):
-            sock = conn.sock
-            if sock is None:
-                return
-            try:
-                received = recv_message(sock, max_fds=0)
-            except (BlockingIOError, InterruptedError):
-                return
-            except ProtocolError as exc:
-                self._protocol_error(conn, None, exc)
-                continue
-            except OSError as exc:
-                self._disconnected(conn, f"receive failed: {exc}")
-                return
-            if received is None:
-                self._disconnected(conn, "closed the connection")
-                return
-            self._handle(conn, received)
+        """Read and handle one packet: the selector is level-triggered, so a client with more
+        waiting is served again on the next turn of the loop, after the others (fairness), and
+        the usual case, one request per wake-up, costs no second receive that finds nothing."""
+        sock = conn.sock
+        if sock is None:
+            return
+        try:
+            received = recv_message(sock, max_fds=0)
+        except (BlockingIOError, InterruptedError):
+            return
+        except ProtocolError as exc:
+            self._protocol_error(conn, None, exc)
+            return
+        except OSError as exc:
+            self._disconnected(conn, f"receive failed: {exc}")
+            return
+        if received is None:
+            self._disconnected(conn, "closed the connection")
+            return
+        self._handle(conn, received)
 
     def _protocol_error(self, conn: _Connection, request_id: object, exc: ServiceError) -> None:
         conn.errors += 1
@@ -471,7 +475,7 @@ class Service:
 
     def _handle(self, conn: _Connection, received: Received) -> None:
         try:
-            request = decode_request(received.data)
+            request, self._wire = self._decoder.decode(received.data)
         except ProtocolError as exc:
             self._protocol_error(conn, _peek_id(received.data), exc)
             return
@@ -769,10 +773,19 @@ class Service:
             )
 
     def _op_allocate(self, conn: _Connection, request: dict[str, Any]) -> _Result:
-        usage_key = _usage_key(request["usages"])
-        usages = self._usages(request["usages"], usage_key)
+        # A request whose wire form was seen before (the decoder's key) has its usages and needs
+        # kept: the plan is reused as _needs says; heap, quota, books and reply are all new.
+        wire = self._wire
+        kept = self._by_wire.get(wire) if wire is not None else None
+        if kept is not None:
+            usages, need = kept
+        else:
+            usage_key = _usage_key(request["usages"])
+            usages = self._usages(request["usages"], usage_key)
+            need = self._needs(request, usages, usage_key)
+            if wire is not None and not request["verify"]:
+                self._by_wire.put(wire, (usages, need))
         count = request["count"]
-        need = self._needs(request, usages, usage_key)
         sizes = list(need.image) * count
         if len(sizes) > MAX_FDS:
             raise UsageError(
@@ -783,6 +796,7 @@ class Service:
         name = buffer_name(conn.ident, count)
         if request["verify"]:
             self._needs_cache.clear()  # what verification learns changes later plans
+            self._by_wire.clear()
             result = self.allocator.allocate(
                 request["width"],
                 request["height"],
