@@ -112,6 +112,25 @@ def service(
         os.rmdir(directory)
 
 
+def restart(served: Served) -> int:
+    """Stop the service (SIGTERM, as systemd does) and start its same command line again, on
+    the same socket path; ``served`` then holds the new process (its stop and cleanup included).
+
+    Returns:
+        The stopped service's exit status.
+    """
+    status = served.stop()
+    proc = subprocess.Popen(served.proc.args, stderr=subprocess.PIPE)
+    served.proc = proc
+    wait_for(
+        lambda: proc.poll() is not None or _answers(served.path),
+        "the restarted service to listen",
+        timeout=120,  # a TCG VM imports slowly
+    )
+    assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+    return status
+
+
 @dataclass
 class Child:
     """A forked child running one function; its result comes back as JSON."""

@@ -1,14 +1,19 @@
 """The devalloc service on a real kernel: root serves, an unprivileged client gets system-heap
-buffers it could not open itself; a killed client's buffers are freed by the kernel.
+buffers it could not open itself; a killed client's buffers are freed by the kernel; vkms scans a
+client's service buffer out (full kernel); a restarted service's clients reconnect.
 
 Example (in the test VM, which runs as root):
     $ tests/vm/run.sh --kernel stock -- -m kernel tests/kernel/test_service.py
+    $ tests/vm/run.sh --kernel full -- -m kernel tests/kernel/test_service.py
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import select
+import socket
 import stat
 from collections.abc import Iterator
 
@@ -18,11 +23,33 @@ from devalloc.accounting import read_bufinfo
 from devalloc.buffer import Buffer
 from devalloc.constraints import Constraints, MemoryRules
 from devalloc.devices.discover import discover
+from devalloc.drm.kms import KmsDevice, draw_pattern
 from devalloc.formats import fourcc_code
-from devalloc.service import ServiceClient, connect
+from devalloc.heaps.dmaheap import DmaHeap
+from devalloc.service import ServiceClient, ServiceError, connect
 
-from .._service_helpers import NOBODY, run, service, start, start_holding, wait_for
-from ..conftest import capability, need, require
+from .._service_helpers import (
+    NOBODY,
+    Child,
+    restart,
+    run,
+    service,
+    start,
+    start_holding,
+    wait_for,
+)
+from ..conftest import assert_fd_closed, capability, need, require
+from .test_kms import (
+    DEFAULT_SIZE,
+    _capture,
+    _expected,
+    _fill,
+    _mismatch,
+    _pitch,
+    _plan,
+    _writeback_plan,
+    lit,
+)
 
 pytestmark = pytest.mark.kernel
 
@@ -245,3 +272,189 @@ def test_unprivileged_client_gets_cma_buffers() -> None:
     assert got["contiguous"] is True
     assert got["exp"] == os.path.basename(node)
     assert got["ok"] is True
+
+
+@pytest.mark.needs("vkms", "kms", "debugfs")
+def test_vkms_imports_and_scans_out_a_service_buffer(
+    root_only_heap: None, system_heap: DmaHeap
+) -> None:
+    """An unprivileged client asks the service (root, live devices discovered) for a buffer
+    vkms's primary plane can scan out, with ``verify=True``: the reply's notes say the service
+    imported it into vkms (PRIME import, ADDFB2, RMFB). The client draws the XRGB8888 test
+    pattern into it and sends the fd to this (root) process over a socketpair.
+
+    The second check does not take the service's word, nor stop at an import that a driver
+    could accept without reading the memory: this process makes a vkms framebuffer of the
+    client's very buffer (its bufinfo name is the client's), shows it on the primary plane and
+    captures the composed output through the writeback connector into a buffer of its own; the
+    capture holds, pixel for pixel, the pattern the client drew (and not another seed's). So
+    vkms read the unprivileged client's service buffer."""
+    (vkms,) = [d for d in discover().drm if d.driver == "vkms"]
+    assert vkms.card is not None
+    width, height = DEFAULT_SIZE
+    seed = 5
+    parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with parent_end, child_end, service(discover=True) as served:
+
+        def client() -> object:
+            with (
+                connect(served.path, timeout=120) as c,
+                c.allocate(
+                    width,
+                    height,
+                    usages=[(vkms.name, "primary")],
+                    formats=["XRGB8888"],
+                    verify=True,
+                    cpu_access="w",
+                ) as result,
+            ):
+                buf = result.buffers[0]
+                pitch = result.plan.layout.planes[0].pitch
+                with buf.cpu_access("w") as view:
+                    draw_pattern(view, width, height, pitch, seed=seed)
+                socket.send_fds(child_end, [b"buffer"], [buf.fileno()])
+                return {
+                    "uid": os.getuid(),
+                    "pid": os.getpid(),
+                    "comm": open("/proc/self/comm", encoding="utf-8").read().strip(),
+                    "heap": result.heap_properties.kind,
+                    "verified": [n for n in result.notes if n.startswith("verified")],
+                    "unverified": list(result.unverified),
+                    "pitch": pitch,
+                    "size": buf.size,
+                }
+
+        result = run(client)
+        assert "ok" in result, result
+        parent_end.settimeout(30)
+        _, fds, _, _ = socket.recv_fds(parent_end, 64, 1)
+    got = result["ok"]
+    assert isinstance(got, dict)
+    assert got["uid"] == NOBODY
+    assert got["heap"] == "dma-heap"
+    assert got["verified"] == [f"verified {vkms.name}:primary: ok"], got
+    assert got["unverified"] == []
+    assert len(fds) == 1, fds
+    plan = _plan([vkms.usage("primary")], "w")
+    assert (got["pitch"], got["size"]) == (_pitch(plan), plan.layout.size)
+    assert plan.layout.size is not None
+    try:
+        buf = Buffer.from_fd(fds[0])
+    finally:
+        os.close(fds[0])
+    number = buf.fileno()
+    with buf, KmsDevice(vkms.card) as kms, contextlib.ExitStack() as stack:
+        assert (buf.info().exp_name, buf.info().name) == (
+            "system",
+            f"devalloc:{got['comm']}:{got['pid']}:0",
+        )
+        virtual = kms.find_output()
+        wb = kms.find_writeback(virtual.crtc)
+        out = kms.find_output(wb.name, mode=virtual.mode)  # writeback drives the CRTC alone
+        wb_plan = _writeback_plan(kms, vkms, out)
+        assert wb_plan.layout.size is not None
+        fb = stack.enter_context(kms.framebuffer([buf], plan.layout))
+        wb_buf = stack.enter_context(system_heap.allocate(wb_plan.layout.size))
+        wb_fb = stack.enter_context(kms.framebuffer([wb_buf], wb_plan.layout))
+        mode = stack.enter_context(kms.mode_blob(out.mode))
+        _fill(wb_buf, 0x5A)
+        with lit(kms, out):
+            req = kms.request().modeset(out, mode).show(out.primary, fb, out.crtc)
+            _capture(kms, req.writeback(wb, wb_fb, out.crtc), wb_fb, allow_modeset=True)
+        assert _mismatch(_expected(plan, seed), _pitch(plan), wb_buf, wb_plan) is None
+        assert _mismatch(_expected(plan, seed + 1), _pitch(plan), wb_buf, wb_plan) is not None
+    assert_fd_closed(number)
+
+
+def _signal(fd: int, what: bytes) -> None:
+    assert os.write(fd, what) == len(what)
+
+
+def _await(fd: int, what: bytes, child: Child | None = None, timeout: float = 120.0) -> None:
+    """Read ``what`` from the pipe ``fd`` (bounded); when the other side is ``child`` and it
+    sent something else or exited (EOF), fail with its result."""
+    ready, _, _ = select.select([fd], [], [], timeout)
+    got = os.read(fd, len(what)) if ready else None
+    if got != what:
+        why = f": {child.result(timeout=10)}" if child is not None and got is not None else ""
+        raise AssertionError(f"expected {what!r} from the other side, got {got!r}{why}")
+
+
+def test_service_restart_clients_get_a_clear_error_and_reconnect(root_only_heap: None) -> None:
+    """The service (root) is stopped with SIGTERM and started again on the same socket while an
+    unprivileged client holds a system-heap buffer: the client's next request is a
+    ServiceError that says to connect again; a new connection allocates; the buffer held across
+    the restart still reads back what was written (its fd never depended on the service); and
+    once the client has closed everything (it is still alive), bufinfo is back at its
+    baseline."""
+    require(
+        os.access(os.path.join(DEBUGFS, "dma_buf", "bufinfo"), os.R_OK),
+        "debugfs dma_buf/bufinfo is not readable",
+    )
+    pattern = bytes(range(256)) * 64
+    with contextlib.ExitStack() as pipes:
+        to_parent_r, to_parent_w = os.pipe()
+        to_child_r, to_child_w = os.pipe()
+        for fd in (to_parent_r, to_child_w):
+            pipes.callback(os.close, fd)
+        with service() as served:
+            baseline = read_bufinfo(DEBUGFS).total_objects
+
+            def client() -> object:
+                old = connect(served.path)
+                held = old.allocate(128, 128, usages=[YUYV], cpu_access="rw")
+                buf = held.buffers[0]
+                with buf.cpu_access("w") as view:
+                    view[: len(pattern)] = pattern
+                _signal(to_parent_w, b"held")
+                _await(to_child_r, b"restarted")
+                try:
+                    old.hello()
+                except ServiceError as exc:
+                    error: str | None = str(exc)
+                else:
+                    error = None
+                closed = old.closed
+                with (
+                    connect(served.path) as new,
+                    new.allocate(128, 128, usages=[YUYV], cpu_access="r") as again,
+                ):
+                    exp = again.buffers[0].info().exp_name
+                with buf.cpu_access("r") as view:
+                    kept = view[: len(pattern)].tobytes() == pattern
+                held.close()
+                old.close()
+                _signal(to_parent_w, b"closed")
+                _await(to_child_r, b"checked")
+                return {"error": error, "closed": closed, "exp": exp, "kept": kept}
+
+            try:
+                child = start(client)
+            finally:  # the child's ends: the child holds its own copies
+                os.close(to_parent_w)
+                os.close(to_child_r)
+            _await(to_parent_r, b"held", child)
+            assert _named_for(child.pid), "the client's buffer is not in bufinfo"
+            assert restart(served) == 0  # a clean exit on SIGTERM
+            # The kernel keeps the buffer for its holder; the new service never saw it.
+            assert len(_named_for(child.pid)) == 1
+            with connect(served.path) as observer:
+                assert _books_of(observer, child.pid) == 0
+            _signal(to_child_w, b"restarted")
+            _await(to_parent_r, b"closed", child)
+            wait_for(
+                lambda: read_bufinfo(DEBUGFS).total_objects <= baseline,
+                "bufinfo to return to the baseline",
+            )
+            assert not _named_for(child.pid)
+            _signal(to_child_w, b"checked")
+            result = child.result(timeout=120)
+    assert "ok" in result, result
+    got = result["ok"]
+    assert isinstance(got, dict)
+    assert got["error"] is not None, "the request after the restart did not fail"
+    assert "closed the connection" in got["error"]
+    assert got["error"].endswith("connect again")
+    assert got["closed"] is True
+    assert got["exp"] == "system"
+    assert got["kept"] is True
