@@ -206,3 +206,25 @@ def test_verify_empties_the_plan_cache(tmp_path: object) -> None:
         verified = allocator.resolved
         c.allocate(32, 8, usages=[YUYV], allow_cpu_only=True).close()
         assert allocator.resolved > verified
+
+
+@pytest.mark.parametrize("name", [None, 'a "quoted" \\ name', "naïve"])
+@pytest.mark.parametrize("plan_part", ["slot", "plan"])
+def test_the_allocation_text_says_what_describe_says(
+    inproc: tuple[Service, str], name: str | None, plan_part: str
+) -> None:
+    """The allocate reply made from parts (JSON text kept per kind of allocation, buffers
+    formatted) is, read back, the message _describe builds: several images, several buffers,
+    the heap, notes and name, the plan or its slot; asked twice, the same."""
+    service, _ = inproc
+    nv12 = Constraints("cam", "out", ((fourcc_code("NV12"), 0),))
+    with service.allocator.allocate(64, 32, usages=[nv12], count=3, allow_cpu_only=True) as result:
+        ids = list(range(100, 100 + len(result.images) * len(result.images[0])))
+        plan: dict[str, Any] = {"plan_slot": 5}
+        if plan_part == "plan":
+            plan["plan"] = result.plan.to_json()
+        for _ in range(2):
+            text = service._describe_text(result, ids, name, plan)
+            got = json.loads(b"{" + text + b"}")
+            assert got == {"allocation": server_module._describe(result, ids, name, plan)}
+        assert len(got["allocation"]["buffers"]) == len(ids) == 3 * len(result.images[0])

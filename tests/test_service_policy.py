@@ -306,3 +306,63 @@ def test_the_books_tallies_equal_a_recount(steps: list[tuple[str, int, int]]) ->
             usage, totals = _counted_by_hand(books, uid)
             assert books.usage_of_uid(uid) == usage
             assert books.totals() == totals
+
+
+@given(
+    st.sampled_from([ALICE, BOB, ROOT]),
+    st.integers(0, 2 << 20),
+    st.integers(0, 120),
+    st.integers(0, 3),
+    st.integers(0, 64 << 10),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+    st.integers(0, 2 << 20),
+    st.integers(0, 120),
+)
+@settings(max_examples=500)
+def test_check_refuses_exactly_what_a_limit_forbids(
+    ident: Identity,
+    nbytes: int,
+    nbuffers: int,
+    ncollections: int,
+    contiguous_bytes: int,
+    contiguous: bool,
+    protected: bool,
+    cpu_only: bool,
+    service_bytes: int,
+    service_buffers: int,
+) -> None:
+    """Policy.check passes a request only when every limit that applies to its client allows
+    it (the limits read back from limits_for, compared here one by one), and the refusal names
+    a rule; asked twice, it answers the same (its per-identity memory changes nothing)."""
+    policy = Policy.from_text(POLICY, "test")
+    lim = policy.limits_for(ident)
+    usage = Usage(nbytes, nbuffers, ncollections, contiguous_bytes)
+    forbidden = (
+        (contiguous and not lim.contiguous.value)
+        or (protected and not lim.protected.value)
+        or (cpu_only and not lim.cpu_only.value)
+        or nbytes > int(lim.max_bytes.value)
+        or nbuffers > int(lim.max_buffers.value)
+        or ncollections > int(lim.max_collections.value)
+        or contiguous_bytes > int(lim.max_contiguous_bytes.value)
+        or service_bytes > int(policy.global_max_bytes.value)
+        or service_buffers > int(policy.global_max_buffers.value)
+    )
+    for _ in range(2):
+        refusal = None
+        try:
+            policy.check(
+                ident,
+                usage,
+                contiguous=contiguous,
+                protected=protected,
+                cpu_only=cpu_only,
+                service_bytes=service_bytes,
+                service_buffers=service_buffers,
+            )
+        except QuotaError as exc:  # PolicyError is a QuotaError
+            refusal = exc
+        assert (refusal is not None) == forbidden
+        assert refusal is None or refusal.rule

@@ -162,6 +162,8 @@ class Policy:
         self._rules = rules
         self.source = source
         self._limits: dict[Identity, Limits] = {}  # limits_for, by identity (a policy is fixed)
+        #: per identity, its limits as plain values (check's test of a request that passes)
+        self._plain: dict[Identity, tuple[bool, bool, bool, int, int, int, int]] = {}
 
     @classmethod
     def load(cls, path: str) -> Policy:
@@ -246,6 +248,34 @@ class Policy:
             PolicyError: a heap property the client may not use (naming the rule).
             QuotaError: a quota or the global cap would be passed (naming the rule).
         """
+        plain = self._plain.get(ident)
+        if plain is None:
+            lim = self.limits_for(ident)
+            plain = (
+                bool(lim.contiguous.value),
+                bool(lim.protected.value),
+                bool(lim.cpu_only.value),
+                int(lim.max_bytes.value),
+                int(lim.max_buffers.value),
+                int(lim.max_collections.value),
+                int(lim.max_contiguous_bytes.value),
+            )
+            if len(self._plain) >= 1024:
+                self._plain.clear()
+            self._plain[ident] = plain
+        may_contiguous, may_protected, may_cpu_only, bytes_, buffers, colls, contig = plain
+        if (
+            (may_contiguous or not contiguous)
+            and (may_protected or not protected)
+            and (may_cpu_only or not cpu_only)
+            and after.bytes <= bytes_
+            and after.buffers <= buffers
+            and after.collections <= colls
+            and after.contiguous_bytes <= contig
+            and service_bytes <= int(self.global_max_bytes.value)
+            and service_buffers <= int(self.global_max_buffers.value)
+        ):
+            return  # within every limit: the same tests as below, which word a refusal
         lim = self.limits_for(ident)
         for wanted, setting, what in (
             (contiguous, lim.contiguous, "contiguous memory"),

@@ -59,8 +59,10 @@ __all__ = [
     "decode",
     "decode_request",
     "encode",
+    "encode_ok",
     "error_from_reply",
     "error_reply",
+    "json_text",
     "recv_message",
     "send_message",
 ]
@@ -296,6 +298,28 @@ def encode(message: Mapping[str, Any]) -> bytes:
         raise ProtocolError(
             f"a {message.get('op', 'reply')} message of {len(data)} bytes is larger than the"
             f" protocol's {MAX_MESSAGE}-byte maximum"
+        )
+    return data
+
+
+def json_text(value: Any) -> bytes:
+    """``value`` as the JSON text ``encode`` writes (compact, no NaN)."""
+    return _ENCODER.encode(value).encode()
+
+
+def encode_ok(request_id: int | None, fields: bytes) -> bytes:
+    """The packet of an ok reply whose fields are JSON text already: ``fields`` is
+    ``"key":value,...`` (an object's members without the braces), as :func:`json_text` and
+    ``%``-formatting make them. The same message ``encode({"id": ..., "ok": True, ...})`` makes.
+
+    Raises:
+        ProtocolError: the packet is larger than :data:`MAX_MESSAGE`.
+    """
+    head = b"null" if request_id is None else b"%d" % request_id
+    data = b'{"v":%d,"id":%s,"ok":true,%s}' % (VERSION, head, fields)
+    if len(data) > MAX_MESSAGE:
+        raise ProtocolError(
+            f"a reply of {len(data)} bytes is larger than the protocol's {MAX_MESSAGE}-byte maximum"
         )
     return data
 

@@ -35,6 +35,7 @@ import functools
 import json
 import logging
 import os
+import select
 import selectors
 import signal
 import socket
@@ -71,7 +72,9 @@ from .protocol import (
     RequestDecoder,
     ServiceError,
     encode,
+    encode_ok,
     error_reply,
+    json_text,
     recv_message,
 )
 
@@ -240,6 +243,7 @@ def _identity(sock: socket.socket) -> Identity:
     return Identity(pid, uid, gid, groups, comm)
 
 
+@functools.lru_cache(maxsize=1024)
 def buffer_name(ident: Identity, count: int) -> str:
     """The dma-buf name prefix of a client's buffers, ``devalloc:<comm>:<pid>:`` (the allocator
     appends the image index, and ``.N`` for a plane buffer): at most 31 bytes in all."""
@@ -294,6 +298,7 @@ class Service:
         #: allocate requests by their wire key: their usages and needs (see _op_allocate)
         self._by_wire: _Cache[tuple[list[UsageSpec], _Need]] = _Cache()
         self._usage_cache: _Cache[tuple[UsageSpec, ...]] = _Cache()
+        self._common_text: _Cache[bytes] = _Cache()  # see _describe_text
         self._needs_cache: _Cache[_Need] = _Cache()
         self._plans: _Cache[tuple[int, dict[str, Any]]] = _Cache()  # Plan -> (id, JSON)
         self._plan_ids = iter(range(1, 1 << 62))
@@ -301,7 +306,7 @@ class Service:
         self._conns: dict[int, _Connection] = {}
         self._lingering: dict[int, _Connection] = {}  # pid -> closed connection, process alive
         self._keys = iter(range(1, 1 << 62))
-        self._sel = selectors.DefaultSelector()
+        self._sel = _Epoll()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -344,8 +349,7 @@ class Service:
         if ready is not None:
             ready()
         while not self._stopping:
-            for key, mask in self._sel.select(timeout=None):
-                kind, number = key.data
+            for (kind, number), mask in self._sel.select():
                 try:
                     self._dispatch(kind, number, mask)
                 except Exception:  # a bug must not take every client down
@@ -499,8 +503,17 @@ class Service:
             return
         if request_id is None and not fds:
             return
-        reply = {"id": request_id, "ok": True, **reply}
-        self._reply(conn, reply, fds, done)
+        if isinstance(reply, bytes):  # the reply's fields as JSON text already
+            try:
+                data = encode_ok(request_id, reply)
+            except ProtocolError as exc:
+                if done is not None:
+                    done()
+                self._reply(conn, error_reply(request_id, exc))
+                return
+            self._send(conn, data, fds, done)
+            return
+        self._reply(conn, {"id": request_id, "ok": True, **reply}, fds, done)
 
     def _reply(
         self,
@@ -509,13 +522,23 @@ class Service:
         fds: Sequence[int] = (),
         done: Callable[[], None] | None = None,
     ) -> None:
-        """Send (or queue) one packet; ``done`` runs once it is sent or dropped."""
+        """Send (or queue) one message; ``done`` runs once it is sent or dropped."""
         try:
             data = encode(message)
         except ProtocolError as exc:
             if done is not None:
                 done()
             data, fds, done = encode(error_reply(message.get("id"), exc)), (), None
+        self._send(conn, data, fds, done)
+
+    def _send(
+        self,
+        conn: _Connection,
+        data: bytes,
+        fds: Sequence[int] = (),
+        done: Callable[[], None] | None = None,
+    ) -> None:
+        """Send (or queue) one encoded packet; ``done`` runs once it is sent or dropped."""
         out = _Outgoing(data, list(fds), done)
         if conn.sock is None:
             _finish(out)
@@ -599,7 +622,9 @@ class Service:
 
     # --- requests ------------------------------------------------------------------------------
 
-    _Result = tuple[dict[str, Any], list[int], Callable[[], None] | None]
+    #: A handler's reply fields (a dict, or its members as JSON text), its fds, and what to run
+    #: once they are sent.
+    _Result = tuple[dict[str, Any] | bytes, list[int], Callable[[], None] | None]
 
     def _op_hello(self, conn: _Connection, request: dict[str, Any]) -> _Result:
         return (
@@ -825,11 +850,45 @@ class Service:
                 plan = self._plan_for(conn, need.entry)
             else:
                 plan = self._plan_for(conn, self._plan_entry(result.plan))
-            description = _describe(result, ids, request.get("name"), plan)
+            description = self._describe_text(result, ids, request["name"], plan)
         except BaseException:
             result.close()
             raise
-        return {"allocation": description}, [b.fileno() for b in buffers], result.close
+        return description, [b.fileno() for b in buffers], result.close
+
+    def _describe_text(
+        self, result: Allocation, ids: Sequence[int], name: str | None, plan: dict[str, Any]
+    ) -> bytes:
+        """``"allocation":{...}``, as JSON text: what :func:`_describe` says, made from parts
+        (the heap, notes and name, the same for every allocation of one kind, are made into
+        text once; a plan the client holds is its slot)."""
+        if result.verdicts:
+            return b'"allocation":' + json_text(_describe(result, ids, name, plan))
+        key = (result.heap_properties, result.unverified, result.notes, name)
+        common = self._common_text.get(key)
+        if common is None:
+            common = json_text(
+                {
+                    "heap": _heap_json(result.heap_properties),
+                    "verdicts": [],
+                    "unverified": list(result.unverified),
+                    "notes": list(result.notes),
+                    "name": name,
+                }
+            )[1:-1]
+            self._common_text.put(key, common)
+        slot_only = "plan" not in plan
+        head = b'"plan_slot":%d' % plan["plan_slot"] if slot_only else json_text(plan)[1:-1]
+        entries = []
+        index = 0
+        for i, image in enumerate(result.images):
+            for j, buf in enumerate(image):
+                entries.append(
+                    b'{"id":%d,"image":%d,"buffer":%d,"size":%d,"dmabuf":%s}'
+                    % (ids[index], i, j, buf.size, b"true" if buf.is_dmabuf else b"false")
+                )
+                index += 1
+        return b'"allocation":{%s,%s,"buffers":[%s]}' % (head, common, b",".join(entries))
 
     def _plan_entry(self, plan: Plan) -> tuple[int, dict[str, Any]]:
         """A plan's service-wide id and JSON (made once per distinct plan)."""
@@ -1058,6 +1117,68 @@ class _Need:
     unverified: tuple[str, ...]
     notes: tuple[str, ...]
     entry: tuple[int, dict[str, Any]] | None = None
+
+
+class _Epoll:
+    """The loop's selector: :class:`selectors.EpollSelector`'s interface and event masks (the
+    same ``register``/``modify``/``unregister`` with ``EVENT_READ``/``EVENT_WRITE``), minus its
+    per-call bookkeeping; :meth:`select` waits and yields ``(data, events)`` pairs."""
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+        self._keys: dict[int, tuple[tuple[str, int], int]] = {}  # fd -> (data, events)
+
+    @staticmethod
+    def _fd(fileobj: socket.socket | int) -> int:
+        return fileobj if isinstance(fileobj, int) else fileobj.fileno()
+
+    @staticmethod
+    def _mask(events: int) -> int:
+        return (select.EPOLLIN if events & selectors.EVENT_READ else 0) | (
+            select.EPOLLOUT if events & selectors.EVENT_WRITE else 0
+        )
+
+    def register(self, fileobj: socket.socket | int, events: int, data: tuple[str, int]) -> None:
+        fd = self._fd(fileobj)
+        if fd in self._keys:
+            raise KeyError(f"fd {fd} is registered already")
+        self._epoll.register(fd, self._mask(events))
+        self._keys[fd] = (data, events)
+
+    def modify(self, fileobj: socket.socket | int, events: int, data: tuple[str, int]) -> None:
+        fd = self._fd(fileobj)
+        if fd not in self._keys:
+            raise KeyError(f"fd {fd} is not registered")
+        self._epoll.modify(fd, self._mask(events))
+        self._keys[fd] = (data, events)
+
+    def unregister(self, fileobj: socket.socket | int) -> None:
+        fd = self._fd(fileobj)
+        del self._keys[fd]  # KeyError when not registered, as selectors says
+        with contextlib.suppress(OSError):  # closed already: the kernel dropped it
+            self._epoll.unregister(fd)
+
+    def select(self) -> list[tuple[tuple[str, int], int]]:
+        """Wait for events (no timeout): ``(data, events)`` of every ready fd, the events as
+        selectors reports them (an error or hang-up reads as both)."""
+        try:
+            ready = self._epoll.poll(-1, max(len(self._keys), 1))
+        except InterruptedError:
+            return []
+        out = []
+        keys = self._keys
+        for fd, event in ready:
+            key = keys.get(fd)
+            if key is not None:
+                events = (selectors.EVENT_WRITE if event & ~select.EPOLLIN else 0) | (
+                    selectors.EVENT_READ if event & ~select.EPOLLOUT else 0
+                )
+                out.append((key[0], events & key[1]))
+        return out
+
+    def close(self) -> None:
+        self._keys.clear()
+        self._epoll.close()
 
 
 def _rule(exc: DevallocError) -> tuple[str, ...]:
