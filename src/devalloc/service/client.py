@@ -652,8 +652,9 @@ class _ReceivedBuffers:
             size: int | None = None
             if exporter is not None:
                 st = os.fstat(fd)
-                if st.st_dev == self.dev and st.st_size > 0:
-                    size = st.st_size
+                if st.st_dev == self.dev and st.st_size > 0 and not props.protected:
+                    # a fresh fd of a checked kind: the heaps' constructor, as in-process
+                    return Buffer._adopt(fd, exporter, "buffer from " + exporter, st.st_size)
             if exporter is None or size is None:
                 # As Buffer.from_fd checks (fdinfo names an exporter), on the fd this client
                 # owns already: no duplicate to make and close.

@@ -65,6 +65,7 @@ __all__ = [
     "json_text",
     "recv_message",
     "send_message",
+    "send_packet",
 ]
 
 #: The protocol version every message carries as ``"v"``; a different one is refused.
@@ -605,6 +606,16 @@ def send_message(sock: socket.socket, message: Mapping[str, Any], fds: Sequence[
     """
     if len(fds) > MAX_FDS:
         raise ProtocolError(f"{len(fds)} file descriptors in one message (at most {MAX_FDS})")
-    data = encode(message)
-    ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
-    sock.sendmsg([data], ancillary)
+    send_packet(sock, encode(message), fds)
+
+
+def send_packet(sock: socket.socket, data: bytes, fds: Sequence[int] = ()) -> None:
+    """Send one encoded packet with ``fds`` as SCM_RIGHTS (the caller keeps its fds).
+
+    Raises:
+        OSError: as ``sendmsg`` (BlockingIOError on a full non-blocking socket).
+    """
+    if fds:
+        sock.sendmsg([data], [(_SOL_SOCKET, _SCM_RIGHTS, array.array("i", fds))])
+    else:
+        sock.send(data)

@@ -66,6 +66,7 @@ from .policy import Identity, Policy, Usage
 from .protocol import (
     MAX_FDS,
     PLAN_SLOTS,
+    REQUESTS,
     CollectionError,
     ProtocolError,
     Received,
@@ -76,6 +77,7 @@ from .protocol import (
     error_reply,
     json_text,
     recv_message,
+    send_packet,
 )
 
 __all__ = [
@@ -299,6 +301,9 @@ class Service:
         self._by_wire: _Cache[tuple[list[UsageSpec], _Need]] = _Cache()
         self._usage_cache: _Cache[tuple[UsageSpec, ...]] = _Cache()
         self._common_text: _Cache[bytes] = _Cache()  # see _describe_text
+        self._handlers: dict[str, Callable[[_Connection, dict[str, Any]], Service._Result]] = {
+            op: getattr(self, "_op_" + op) for op in REQUESTS
+        }
         self._needs_cache: _Cache[_Need] = _Cache()
         self._plans: _Cache[tuple[int, dict[str, Any]]] = _Cache()  # Plan -> (id, JSON)
         self._plan_ids = iter(range(1, 1 << 62))
@@ -488,7 +493,7 @@ class Service:
         books = self.books.clients.get(conn.key)
         if books is not None:
             books.requests += 1
-        handler = getattr(self, "_op_" + request["op"])
+        handler = self._handlers[request["op"]]
         request_id = request.get("id")
         try:
             reply, fds, done = handler(conn, request)
@@ -539,6 +544,21 @@ class Service:
         done: Callable[[], None] | None = None,
     ) -> None:
         """Send (or queue) one encoded packet; ``done`` runs once it is sent or dropped."""
+        sock = conn.sock
+        if sock is not None and not conn.queue:  # nothing waits before it: straight out
+            try:
+                send_packet(sock, data, fds)
+            except (BlockingIOError, InterruptedError):
+                pass  # the socket is full: queued below
+            except OSError as exc:
+                if done is not None:
+                    done()
+                self._disconnected(conn, f"send failed: {exc.strerror}")
+                return
+            else:
+                if done is not None:
+                    done()
+                return
         out = _Outgoing(data, list(fds), done)
         if conn.sock is None:
             _finish(out)
@@ -556,11 +576,7 @@ class Service:
         while conn.queue and sock is not None:
             out = conn.queue[0]
             try:
-                if out.fds:
-                    fds = struct.pack(f"{len(out.fds)}i", *out.fds)
-                    sock.sendmsg([out.data], [(_SOL_SOCKET, _SCM_RIGHTS, fds)])
-                else:
-                    sock.send(out.data)
+                send_packet(sock, out.data, out.fds)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
@@ -1202,10 +1218,6 @@ class _Cache(Generic[_T]):
 
     def clear(self) -> None:
         self._items.clear()
-
-
-_SOL_SOCKET = int(socket.SOL_SOCKET)
-_SCM_RIGHTS = int(socket.SCM_RIGHTS)
 
 
 def _usage_key(raw: list[Any]) -> str:
