@@ -1,5 +1,6 @@
 """The service's command lines: ``devalloc service status`` against malformed replies (a fake
-service on a temporary AF_UNIX SOCK_SEQPACKET socket, hypothesis-fuzzed reply shapes)."""
+service on a temporary AF_UNIX SOCK_SEQPACKET socket, hypothesis-fuzzed reply shapes),
+and ``python -m devalloc.service`` (the CLI's own error handling)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -21,8 +24,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devalloc import cli
-from devalloc.commands._common import EXIT_FAILURE, EXIT_OK
+from devalloc.commands._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from devalloc.service.protocol import VERSION
+
+from ._service_helpers import wait_for
 
 #: ``python -m devalloc.service``: the service's commands alone.
 MODULE = [sys.executable, "-m", "devalloc.service"]
@@ -497,3 +502,80 @@ def fake_for_fuzz() -> Iterator[FakeService]:
     finally:
         service.close()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+# --- python -m devalloc.service: the CLI's own error handling ------------------------------------
+
+
+def test_module_entry_takes_debug_and_shows_the_traceback(short_dir: str) -> None:
+    absent = os.path.join(short_dir, "absent")
+    proc = subprocess.run(
+        [*MODULE, "--debug", "service", "status", "--socket", absent],
+        capture_output=True,
+        text=True,
+        timeout=QUICK,
+    )
+    assert proc.returncode == EXIT_FAILURE, proc.stderr
+    assert "Traceback" in proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith(f"devalloc: no devalloc service at {absent}")
+
+
+def test_module_entry_interrupted_is_exit_130_without_traceback(fake: FakeService) -> None:
+    fake.status_reply = SILENT  # never answers: the command waits until interrupted
+    proc = subprocess.Popen(
+        [*MODULE, "service", "status", "--socket", fake.path],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: fake.requests > 0, "the status request", timeout=QUICK)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=QUICK)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert out == ""
+
+
+def test_module_entry_reader_gone_is_not_an_error(fake: FakeService) -> None:
+    """``python -m devalloc.service service status --json | head -c0``: not an error."""
+    fake.status_reply = _status()
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before anything is written
+    try:
+        proc = subprocess.run(
+            [*MODULE, "service", "status", "--json", "--socket", fake.path],
+            stdout=w,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=QUICK,
+        )
+    finally:
+        os.close(w)
+    assert (proc.returncode, proc.stderr) == (EXIT_OK, "")
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        ([], "serve, service"),
+        (["alloc", "64x64"], "alloc"),
+        (["--debug"], "serve, service"),
+        (["service", "bogus"], "bogus"),
+    ],
+)
+def test_module_entry_runs_only_the_service_commands(argv: list[str], fragment: str) -> None:
+    proc = subprocess.run([*MODULE, *argv], capture_output=True, text=True, timeout=QUICK)
+    assert (proc.returncode, proc.stdout) == (EXIT_USAGE, "")
+    _assert_one_line_error(proc.stderr, fragment)
+
+
+def test_module_entry_help_names_only_the_service_commands() -> None:
+    proc = subprocess.run([*MODULE, "--help"], capture_output=True, text=True, timeout=QUICK)
+    assert (proc.returncode, proc.stderr) == (EXIT_OK, "")
+    assert "{serve,service}" in proc.stdout
+    assert not re.search(r"^\s+(alloc|negotiate|info)\b", proc.stdout, re.MULTILINE), proc.stdout
