@@ -30,7 +30,6 @@ from devalloc.service import ServiceClient, ServiceError, connect
 
 from .._service_helpers import (
     NOBODY,
-    Child,
     restart,
     run,
     service,
@@ -370,14 +369,11 @@ def _signal(fd: int, what: bytes) -> None:
     assert os.write(fd, what) == len(what)
 
 
-def _await(fd: int, what: bytes, child: Child | None = None, timeout: float = 120.0) -> None:
-    """Read ``what`` from the pipe ``fd`` (bounded); when the other side is ``child`` and it
-    sent something else or exited (EOF), fail with its result."""
+def _await(fd: int, what: bytes, timeout: float = 120.0) -> None:
+    """Read ``what`` from the pipe ``fd`` (bounded; EOF: the other side failed or exited)."""
     ready, _, _ = select.select([fd], [], [], timeout)
     got = os.read(fd, len(what)) if ready else None
-    if got != what:
-        why = f": {child.result(timeout=10)}" if child is not None and got is not None else ""
-        raise AssertionError(f"expected {what!r} from the other side, got {got!r}{why}")
+    assert got == what, f"expected {what!r} from the other side, got {got!r}"
 
 
 def test_service_restart_clients_get_a_clear_error_and_reconnect(root_only_heap: None) -> None:
@@ -392,22 +388,30 @@ def test_service_restart_clients_get_a_clear_error_and_reconnect(root_only_heap:
         "debugfs dma_buf/bufinfo is not readable",
     )
     pattern = bytes(range(256)) * 64
-    with contextlib.ExitStack() as pipes:
-        to_parent_r, to_parent_w = os.pipe()
-        to_child_r, to_child_w = os.pipe()
-        for fd in (to_parent_r, to_child_w):
-            pipes.callback(os.close, fd)
+    ends: dict[str, int] = {}  # the pipes' ends this process still holds
+    ends["parent_r"], ends["parent_w"] = os.pipe()  # the client's news for this process
+    ends["child_r"], ends["child_w"] = os.pipe()  # this process's go-aheads for the client
+    to_parent, from_parent = ends["parent_w"], ends["child_r"]
+    parents = ends["parent_r"], ends["child_w"]
+
+    def shut(*names: str) -> None:
+        for name in names:
+            os.close(ends.pop(name))
+
+    try:
         with service() as served:
             baseline = read_bufinfo(DEBUGFS).total_objects
 
             def client() -> object:
+                for fd in parents:  # so that this process's exit or failure is EOF here
+                    os.close(fd)
                 old = connect(served.path)
                 held = old.allocate(128, 128, usages=[YUYV], cpu_access="rw")
                 buf = held.buffers[0]
                 with buf.cpu_access("w") as view:
                     view[: len(pattern)] = pattern
-                _signal(to_parent_w, b"held")
-                _await(to_child_r, b"restarted")
+                _signal(to_parent, b"held")
+                _await(from_parent, b"restarted")
                 try:
                     old.hello()
                 except ServiceError as exc:
@@ -424,31 +428,37 @@ def test_service_restart_clients_get_a_clear_error_and_reconnect(root_only_heap:
                     kept = view[: len(pattern)].tobytes() == pattern
                 held.close()
                 old.close()
-                _signal(to_parent_w, b"closed")
-                _await(to_child_r, b"checked")
+                _signal(to_parent, b"closed")
+                _await(from_parent, b"checked")
                 return {"error": error, "closed": closed, "exp": exp, "kept": kept}
 
             try:
                 child = start(client)
-            finally:  # the child's ends: the child holds its own copies
-                os.close(to_parent_w)
-                os.close(to_child_r)
-            _await(to_parent_r, b"held", child)
-            assert _named_for(child.pid), "the client's buffer is not in bufinfo"
-            assert restart(served) == 0  # a clean exit on SIGTERM
-            # The kernel keeps the buffer for its holder; the new service never saw it.
-            assert len(_named_for(child.pid)) == 1
-            with connect(served.path) as observer:
-                assert _books_of(observer, child.pid) == 0
-            _signal(to_child_w, b"restarted")
-            _await(to_parent_r, b"closed", child)
-            wait_for(
-                lambda: read_bufinfo(DEBUGFS).total_objects <= baseline,
-                "bufinfo to return to the baseline",
-            )
-            assert not _named_for(child.pid)
-            _signal(to_child_w, b"checked")
+            finally:  # the child holds its own copies of its ends
+                shut("parent_w", "child_r")
+            try:
+                _await(ends["parent_r"], b"held")
+                assert _named_for(child.pid), "the client's buffer is not in bufinfo"
+                assert restart(served) == 0  # a clean exit on SIGTERM
+                # The kernel keeps the buffer for its holder; the new service never saw it.
+                assert len(_named_for(child.pid)) == 1
+                with connect(served.path) as observer:
+                    assert _books_of(observer, child.pid) == 0
+                _signal(ends["child_w"], b"restarted")
+                _await(ends["parent_r"], b"closed")
+                wait_for(
+                    lambda: read_bufinfo(DEBUGFS).total_objects <= baseline,
+                    "bufinfo to return to the baseline",
+                )
+                assert not _named_for(child.pid)
+                _signal(ends["child_w"], b"checked")
+            except BaseException as exc:
+                shut("child_w")  # a client still waiting for a go-ahead gets EOF and reports
+                exc.add_note(f"the client's side: {child.result(timeout=120)}")
+                raise
             result = child.result(timeout=120)
+    finally:
+        shut(*list(ends))
     assert "ok" in result, result
     got = result["ok"]
     assert isinstance(got, dict)
