@@ -1,10 +1,12 @@
 """The service's command lines: ``devalloc service status`` against malformed replies (a fake
 service on a temporary AF_UNIX SOCK_SEQPACKET socket, hypothesis-fuzzed reply shapes),
-and ``python -m devalloc.service`` (the CLI's own error handling)."""
+``python -m devalloc.service`` (the CLI's own error handling), and ``devalloc serve``'s argument
+checks (one-line errors, exit status 2, nothing left behind)."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import os
@@ -16,7 +18,8 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -25,9 +28,10 @@ from hypothesis import strategies as st
 
 from devalloc import cli
 from devalloc.commands._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from devalloc.errors import UsageError
 from devalloc.service.protocol import VERSION
 
-from ._service_helpers import wait_for
+from ._service_helpers import NOBODY, SERVE, run, wait_for
 
 #: ``python -m devalloc.service``: the service's commands alone.
 MODULE = [sys.executable, "-m", "devalloc.service"]
@@ -579,3 +583,191 @@ def test_module_entry_help_names_only_the_service_commands() -> None:
     assert (proc.returncode, proc.stderr) == (EXIT_OK, "")
     assert "{serve,service}" in proc.stdout
     assert not re.search(r"^\s+(alloc|negotiate|info)\b", proc.stdout, re.MULTILINE), proc.stdout
+
+
+# --- devalloc serve: argument checks ---------------------------------------------------------
+
+
+@dataclass
+class Refused:
+    """What ``devalloc serve`` printed and returned."""
+
+    returncode: int
+    stderr: str
+
+
+def _serve(args: list[str], *, entry: list[str] = SERVE) -> Refused:
+    """``devalloc serve --no-discover ARGS``, which must fail at once; a service that starts
+    instead is stopped and fails the test."""
+    proc = subprocess.Popen(
+        [*entry, *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _, err = proc.communicate(timeout=QUICK)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        _, err = proc.communicate()
+        raise AssertionError(f"devalloc serve {args} did not refuse; it served: {err}") from None
+    return Refused(proc.returncode, err)
+
+
+def _tree(directory: str) -> list[tuple[str, int]]:
+    """Every path under ``directory`` with its mode (what a refused start must leave as is)."""
+    out = []
+    for root, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            out.append((os.path.relpath(path, directory), os.lstat(path).st_mode))
+    return sorted(out)
+
+
+Setup = Callable[[str], list[str]]
+
+
+def _socket_is_a_directory(d: str) -> list[str]:
+    os.mkdir(os.path.join(d, "dir"))
+    return ["--socket", os.path.join(d, "dir")]
+
+
+def _socket_in_a_missing_directory(d: str) -> list[str]:
+    return ["--socket", os.path.join(d, "missing", "deeper", "socket")]
+
+
+def _socket_under_a_file(d: str) -> list[str]:
+    with open(os.path.join(d, "file"), "w") as f:
+        f.write("x")
+    return ["--socket", os.path.join(d, "file", "socket")]
+
+
+def _socket_too_long(d: str) -> list[str]:
+    return ["--socket", os.path.join(d, "s" * 110)]
+
+
+def _socket_is_a_file(d: str) -> list[str]:
+    with open(os.path.join(d, "file"), "w") as f:
+        f.write("keep me")
+    return ["--socket", os.path.join(d, "file")]
+
+
+def _socket_is_a_symlink(d: str) -> list[str]:
+    os.symlink(os.path.join(d, "nowhere"), os.path.join(d, "link"))
+    return ["--socket", os.path.join(d, "link")]
+
+
+def _socket_empty(d: str) -> list[str]:
+    return ["--socket", ""]
+
+
+def _socket_not_utf8(d: str) -> list[str]:
+    return ["--socket", os.path.join(d, os.fsdecode(b"\xff-socket"))]
+
+
+def _policy_missing(d: str) -> list[str]:
+    return ["--socket", os.path.join(d, "socket"), "--policy", os.path.join(d, "absent.toml")]
+
+
+def _policy_malformed(d: str) -> list[str]:
+    with open(os.path.join(d, "policy.toml"), "w") as f:
+        f.write("[global\nmax_bytes = 1\n")
+    return ["--socket", os.path.join(d, "socket"), "--policy", os.path.join(d, "policy.toml")]
+
+
+def _policy_bad_value(d: str) -> list[str]:
+    with open(os.path.join(d, "policy.toml"), "w") as f:
+        f.write('[global]\nmax_bytes = "lots"\n')
+    return ["--socket", os.path.join(d, "socket"), "--policy", os.path.join(d, "policy.toml")]
+
+
+def _policy_directory(d: str) -> list[str]:
+    os.mkdir(os.path.join(d, "policy.d"))
+    return ["--socket", os.path.join(d, "socket"), "--policy", os.path.join(d, "policy.d")]
+
+
+def _policy_empty(d: str) -> list[str]:
+    return ["--socket", os.path.join(d, "socket"), "--policy", ""]
+
+
+BAD_ARGUMENTS: list[tuple[str, Setup, str]] = [
+    ("socket is a directory", _socket_is_a_directory, "not a socket"),
+    ("socket in a missing directory", _socket_in_a_missing_directory, "does not exist"),
+    ("socket under a file", _socket_under_a_file, "not a directory"),
+    ("socket path too long", _socket_too_long, "107 bytes"),
+    ("socket is a file", _socket_is_a_file, "not a socket"),
+    ("socket is a dangling symlink", _socket_is_a_symlink, "not a socket"),
+    ("socket empty", _socket_empty, "--socket"),
+    ("socket not UTF-8", _socket_not_utf8, "UTF-8"),
+    ("policy missing", _policy_missing, "absent.toml"),
+    ("policy malformed TOML", _policy_malformed, "invalid TOML"),
+    ("policy bad value", _policy_bad_value, "max_bytes"),
+    ("policy a directory", _policy_directory, "directory"),
+    ("policy empty", _policy_empty, "policy"),
+]
+
+
+@pytest.mark.parametrize(
+    ("setup", "fragment"), [b[1:] for b in BAD_ARGUMENTS], ids=[b[0] for b in BAD_ARGUMENTS]
+)
+def test_serve_refuses_bad_arguments(short_dir: str, setup: Setup, fragment: str) -> None:
+    args = setup(short_dir)
+    before = _tree(short_dir)
+    refused = _serve(args)
+    assert refused.returncode == EXIT_USAGE, refused.stderr
+    assert "error: " in refused.stderr
+    _assert_one_line_error(refused.stderr, fragment)
+    assert _tree(short_dir) == before  # nothing made, nothing removed
+    if os.path.exists(os.path.join(short_dir, "file")):
+        with open(os.path.join(short_dir, "file")) as f:
+            assert f.read() in ("x", "keep me")
+
+
+def test_serve_refuses_a_socket_where_a_service_listens(short_dir: str) -> None:
+    path = os.path.join(short_dir, "socket")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as live:
+        live.bind(path)
+        live.listen(4)
+        refused = _serve(["--socket", path])
+        assert refused.returncode == EXIT_USAGE
+        _assert_one_line_error(refused.stderr, "already listens", path)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as probe:
+            probe.connect(path)  # the other service's socket is still there and answers
+
+
+def test_serve_refuses_a_directory_it_may_not_write(short_dir: str) -> None:
+    """Permission denied names the path and is the caller's to fix (exit 2), not an errno
+    without a path. Root writes anywhere: then the command runs in a forked child that dropped
+    to nobody (a new interpreter as nobody may not reach the virtual environment's Python)."""
+    locked = os.path.join(short_dir, "locked")
+    os.mkdir(locked, 0o555)
+    os.chmod(short_dir, 0o755)
+    path = os.path.join(locked, "socket")
+    args = cli.build_parser().parse_args(["serve", "--no-discover", "--socket", path])
+
+    # The builtin policy reads /proc/meminfo as ASCII; the codec is imported on first use, and
+    # nobody may not read the interpreter's library (a pyenv Python under /root): import it here.
+    importlib.import_module("encodings.ascii")
+
+    def serve() -> object:
+        try:
+            return args.func(args)
+        except UsageError as exc:  # what cli.main prints as one line, exit status 2
+            return f"UsageError: {exc}"
+
+    result = run(serve, uid=NOBODY if os.geteuid() == 0 else None)
+    message = result.get("ok")
+    assert isinstance(message, str), result
+    assert message.startswith("UsageError: "), message
+    assert path in message
+    assert "ermission denied" in message
+    assert os.listdir(locked) == []
+
+
+def test_module_entry_serve_refuses_like_the_cli(short_dir: str) -> None:
+    refused = _serve(
+        ["serve", "--no-discover", *_socket_in_a_missing_directory(short_dir)], entry=MODULE
+    )
+    assert refused.returncode == EXIT_USAGE
+    _assert_one_line_error(refused.stderr, "does not exist")
+    assert os.listdir(short_dir) == []
