@@ -11,7 +11,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from devalloc.errors import DevallocError, OutOfMemoryError, UsageError
@@ -28,11 +28,15 @@ from devalloc.service.protocol import (
     PolicyError,
     ProtocolError,
     QuotaError,
+    ReplyDecoder,
     RequestDecoder,
+    decode,
     decode_request,
     encode,
+    encode_ok,
     error_from_reply,
     error_reply,
+    json_text,
     recv_message,
     send_message,
 )
@@ -222,6 +226,52 @@ def test_the_remembering_decoder_keeps_a_checked_tail_and_reads_releases() -> No
     assert decoder.decode(ALLOCATE_HEAD + b"4" + body[:-1] + b',"id":4}')[1] is None
 
 
+_MEMBERS = st.dictionaries(
+    st.sampled_from(["plan_slot", "heap", "notes", "name", "buffers", "plan", 'x"y', "é"]),
+    _JSON,
+    max_size=5,
+)
+
+
+def _reply_outcome(decoder: ReplyDecoder | None, data: bytes) -> object:
+    try:
+        return decode(data) if decoder is None else decoder.decode(data)
+    except ProtocolError:
+        return "refused"
+
+
+@given(
+    _MEMBERS,
+    st.lists(_JSON, max_size=3),
+    st.integers(0, 2**53),
+    st.lists(st.tuples(st.integers(0, 400), st.binary(max_size=3)), max_size=2),
+)
+@settings(max_examples=400)
+def test_the_reply_decoder_reads_exactly_as_decode(
+    members: dict[str, object],
+    buffers: list[object],
+    request_id: int,
+    edits: list[tuple[int, bytes]],
+) -> None:
+    """ReplyDecoder, which reads an allocate reply's repeated members once and its buffer
+    list each time, answers every packet as decode does: replies in the service's form (members
+    that hold quotes, "buffers" keys, non-ASCII), and the same packets with bytes cut or
+    inserted anywhere, read twice (kept members and fresh ones)."""
+    try:
+        fields = b'"allocation":{%s,"buffers":%s}' % (
+            json_text({"plan_slot": 1, **members})[1:-1],
+            json_text(buffers),
+        )
+    except ValueError:  # an infinite float: not JSON
+        assume(False)
+    data = encode_ok(request_id, fields)
+    for at, insert in edits:
+        data = data[:at] + insert + data[at + len(insert) :]
+    decoder = ReplyDecoder(size=2)
+    for _ in range(2):
+        assert _reply_outcome(decoder, data) == _reply_outcome(None, data), data
+
+
 # --- framing with fds ------------------------------------------------------------------------
 
 
@@ -358,9 +408,7 @@ def test_a_later_buffer_of_a_known_heap_is_still_checked(learned: str) -> None:
     received.dev = os.fstat(r).st_dev + (1 if learned == "other device" else 0)
     try:
         with pytest.raises(ProtocolError, match="not a dma-buf"):
-            received.buffer(
-                r, {"dmabuf": True, "size": 4096}, HeapProperties("dma-heap", "system")
-            )
+            received.buffer(r, {"dmabuf": True, "size": 4096}, HeapProperties("dma-heap", "system"))
         assert_fd_closed(r)
     finally:
         os.close(w)

@@ -51,9 +51,8 @@ from .protocol import (
     RELEASE_TAIL,
     CollectionError,
     ProtocolError,
-    Received,
+    ReplyDecoder,
     ServiceError,
-    decode,
     encode,
     error_from_reply,
     recv_message,
@@ -135,6 +134,7 @@ class ServiceClient:
         self._plans: dict[int, Plan] = {}  # plan_slot -> the plan the service put there
         self._heap: tuple[object, HeapProperties] | None = None  # the last heap JSON, parsed
         self._received = _ReceivedBuffers()
+        self._replies = ReplyDecoder()
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
         self._events: deque[tuple[dict[str, Any], list[int]]] = deque()
@@ -193,7 +193,11 @@ class ServiceClient:
             raise self._gone(exc) from exc
         if received is None:
             raise self._gone(None)
-        return _decode(received), received.fds
+        try:
+            return self._replies.decode(received.data), received.fds
+        except ProtocolError:
+            received.close_fds()
+            raise
 
     def _gone(self, exc: OSError | None) -> ServiceError:
         self._held.clear()
@@ -694,14 +698,6 @@ def _fdinfo(fd: int) -> dict[str, str]:
         if m:
             fields[m.group(1)] = m.group(2).strip()
     return fields
-
-
-def _decode(received: Received) -> dict[str, Any]:
-    try:
-        return decode(received.data)
-    except ProtocolError:
-        received.close_fds()
-        raise
 
 
 def _field(reply: dict[str, Any], key: str, kind: type, op: str) -> Any:

@@ -54,6 +54,7 @@ __all__ = [
     "ProtocolError",
     "QuotaError",
     "Received",
+    "ReplyDecoder",
     "RequestDecoder",
     "ServiceError",
     "decode",
@@ -469,6 +470,64 @@ class RequestDecoder:
     def clear(self) -> None:
         """Forget every request kept."""
         self._checked.clear()
+
+
+#: The bytes of an ok allocate reply as ``encode_ok`` makes it, around its id, and before the
+#: buffer list that ends it.
+REPLY_HEAD: Final = b'{"v":%d,"id":' % VERSION
+ALLOCATION_HEAD: Final = b',"ok":true,"allocation":{'
+BUFFERS_HEAD: Final = b',"buffers":['
+_REPLY_TAIL = b"]}}"
+
+
+class ReplyDecoder:
+    """:func:`decode` for a client, remembering what repeats in allocate replies.
+
+    An ok allocate reply in the service's form (:data:`REPLY_HEAD`, the id,
+    :data:`ALLOCATION_HEAD`, the allocation's members, :data:`BUFFERS_HEAD`, the buffer list
+    and ``]}}``) is read in parts: the members before the buffer list (plan slot, heap, notes,
+    name: the same for every allocation of one kind) are parsed once and kept; only the id and
+    the buffer list are read each time. Each part must be one whole JSON value on its own, so
+    the parts say exactly what the whole packet says. Anything else goes through
+    :func:`decode`. A kept allocation's members are shared by every reply handed out: callers
+    read them, never change them.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._heads: dict[bytes, dict[str, Any]] = {}
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        """The JSON object of one packet, version checked (see the class doc).
+
+        Raises:
+            ProtocolError: as :func:`decode`.
+        """
+        if data.startswith(REPLY_HEAD) and data.endswith(_REPLY_TAIL):
+            start = len(REPLY_HEAD)
+            end = data.find(ALLOCATION_HEAD, start, start + 18)
+            split = data.rfind(BUFFERS_HEAD)
+            request_id = _json_uint(data[start:end], 2**53) if end > start else None
+            if request_id is not None and split > end and len(data) <= MAX_MESSAGE:
+                head = data[end + len(ALLOCATION_HEAD) : split]
+                members = self._heads.get(head)
+                try:
+                    if members is None:
+                        members = _DECODER.decode("{" + head.decode("utf-8") + "}")
+                        if len(head) <= _KEEP_TAIL:
+                            if len(self._heads) >= self._size:
+                                self._heads.clear()
+                            self._heads[head] = members
+                    buffers = _DECODER.decode(
+                        data[split + len(BUFFERS_HEAD) - 1 : -2].decode("utf-8")
+                    )
+                except (UnicodeDecodeError, ValueError, RecursionError):
+                    pass  # not in the service's form after all: decode() words the error
+                else:
+                    allocation = dict(members)
+                    allocation["buffers"] = buffers
+                    return {"v": VERSION, "id": request_id, "ok": True, "allocation": allocation}
+        return decode(data)
 
 
 def _json_uint(digits: bytes, maximum: int) -> int | None:

@@ -763,23 +763,15 @@ class Service:
     def _allocate_planned(
         self, need: _Need, count: int, allow_cpu_only: bool, name: str
     ) -> Allocation:
-        """``Allocator.allocate`` without verification, from the plan negotiated before: the
-        heap selected now (CPU-only fallback and out-of-memory fallback as the allocator does
-        them), the allocator's caps checked, the same notes."""
-        allocator = self.allocator
-        heap, chunk, heap_notes = allocator._select(need.plan, allow_cpu_only or need.alone, False)
-        images, heap = allocator._allocate_with_fallback(
-            need.plan, heap, count, name, chunk, heap_notes
-        )
-        return Allocation(
+        """``Allocator.allocate`` without verification, from the plan negotiated before
+        (:meth:`~devalloc.allocator.Allocator.allocate_plan`), with the negotiation's notes."""
+        return self.allocator.allocate_plan(
             need.plan,
-            heap,
-            allocator.registry.properties(heap),
-            images,
-            (),
-            need.unverified,
-            (),
-            need.notes + tuple(heap_notes),
+            count=count,
+            allow_cpu_only=allow_cpu_only or need.alone,
+            name=name,
+            unverified=need.unverified,
+            notes=need.notes,
         )
 
     def _charge_check(
