@@ -552,3 +552,48 @@ def test_a_cached_plan_equals_an_uncached_negotiation(
         return
     assert planned() == fresh  # a miss, or a hit from an earlier example
     assert planned() == fresh  # a hit
+
+
+def test_allocate_plan_gives_what_allocate_gives(alloc: Allocator) -> None:
+    """A plan kept from one allocation allocates again without negotiating: the same plan,
+    heap and notes as Allocator.allocate (the caller's notes first), the caps and the CPU-only
+    rule still applied, and no negotiation counted."""
+    usages = [Constraints("cam", "out", ((fourcc_code("NV12"), 0),))]
+    with alloc.allocate(64, 32, usages=usages, count=2, allow_cpu_only=True) as first:
+        negotiations = alloc.negotiations
+        with alloc.allocate_plan(
+            first.plan, count=2, allow_cpu_only=True, notes=["kept"], unverified=["cam:out"]
+        ) as again:
+            assert again.plan is first.plan
+            assert again.heap_properties == first.heap_properties
+            assert again.notes == ("kept", *first.notes)
+            assert again.unverified == ("cam:out",)
+            assert [[b.size for b in i] for i in again.images] == [
+                [b.size for b in i] for i in first.images
+            ]
+        assert alloc.negotiations == negotiations
+        with pytest.raises(NoPlanError, match="memfd is not importable"):
+            alloc.allocate_plan(first.plan)  # no device heap here, and CPU-only not allowed
+        with pytest.raises(AllocationLimitError):
+            alloc.allocate_plan(first.plan, count=10**9, allow_cpu_only=True)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"plan": "NV12"}, "plan must be a devalloc Plan"),
+        ({"count": 0}, "count must be a positive integer"),
+        ({"count": True}, "count must be a positive integer"),
+        ({"allow_cpu_only": 1}, "allow_cpu_only is True or False"),
+        ({"name": "x" * 40}, "name"),
+        ({"notes": "one note"}, "notes is a sequence of strings"),
+        ({"unverified": [1]}, "unverified is a sequence of strings"),
+    ],
+)
+def test_allocate_plan_refuses_bad_arguments(
+    alloc: Allocator, kwargs: dict[str, Any], match: str
+) -> None:
+    plan = alloc.plan(16, 16, usages=["display"], formats=["XR24"])
+    arguments: dict[str, Any] = {"plan": plan, "allow_cpu_only": True, **kwargs}
+    with pytest.raises(UsageError, match=match):
+        alloc.allocate_plan(arguments.pop("plan"), **arguments)

@@ -423,6 +423,60 @@ class Allocator:
             self._plans[key] = plan
         return plan
 
+    def allocate_plan(
+        self,
+        plan: Plan,
+        *,
+        count: int = 1,
+        allow_cpu_only: bool = False,
+        name: str | None = None,
+        unverified: Sequence[str] = (),
+        notes: Sequence[str] = (),
+    ) -> Allocation:
+        """Allocate ``count`` images of a plan negotiated before (:meth:`plan`, or an
+        Allocation's ``plan``), without negotiating again and without verification: the heap is
+        selected now, with :meth:`allocate`'s CPU-only and out-of-memory fallbacks and caps.
+
+        What a service does for a repeated request: negotiation is a pure function of the
+        constraints, so a plan may be kept; heaps and memory are not, so they are asked again.
+
+        Args:
+            plan: the plan.
+            count: images to allocate.
+            allow_cpu_only: fall back to the CPU-only memfd heap when no device-importable heap
+                can serve the plan (a plan with no device takes any heap anyway).
+            name: a dma-buf name prefix, as :meth:`allocate`'s.
+            unverified: labels of the plan's devices to report as not verified.
+            notes: notes the caller has about the plan, first in the Allocation's notes.
+
+        Raises:
+            NoPlanError: no heap serves the plan.
+            OutOfMemoryError: every heap that serves it is out of memory.
+            UsageError: bad arguments, or a plan whose layout devalloc cannot allocate.
+        """
+        if not isinstance(plan, Plan):
+            raise UsageError(f"plan must be a devalloc Plan, not {plan!r:.80}")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise UsageError(f"count must be a positive integer, not {count!r:.80}")
+        if not isinstance(allow_cpu_only, bool):
+            raise UsageError(f"allow_cpu_only is True or False, not {allow_cpu_only!r:.80}")
+        _check_name(name)
+        for what, texts in (("unverified", unverified), ("notes", notes)):
+            if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+                raise UsageError(f"{what} is a sequence of strings, not {texts!r:.80}")
+        heap, chunk, heap_notes = self._select(plan, allow_cpu_only or not plan.devices, False)
+        images, heap = self._allocate_with_fallback(plan, heap, count, name, chunk, heap_notes)
+        return Allocation(
+            plan,
+            heap,
+            self.registry.properties(heap),
+            images,
+            (),
+            tuple(unverified),
+            (),
+            tuple(notes) + tuple(heap_notes),
+        )
+
     def _select(
         self, plan: Plan, allow_cpu_only: bool, verify: bool
     ) -> tuple[HeapId, int | None, list[str]]:
