@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +21,7 @@ from devalloc.formats import fourcc_code
 from devalloc.negotiate import Plan
 from devalloc.service import QuotaError, ServiceError, connect
 from devalloc.service import server as server_module
-from devalloc.service.policy import Policy
+from devalloc.service.policy import Identity, Policy
 from devalloc.service.protocol import PLAN_SLOTS, VERSION
 from devalloc.service.server import Service, listen
 
@@ -228,3 +231,76 @@ def test_the_allocation_text_says_what_describe_says(
             got = json.loads(b"{" + text + b"}")
             assert got == {"allocation": server_module._describe(result, ids, name, plan)}
         assert len(got["allocation"]["buffers"]) == len(ids) == 3 * len(result.images[0])
+
+
+def _pidfd_pid(pidfd: int) -> int:
+    with open(f"/proc/self/fdinfo/{pidfd}", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("Pid:"):
+                return int(line.split()[1])
+    raise AssertionError("no Pid: line in a pidfd's fdinfo")
+
+
+@pytest.mark.parametrize("option", ["SO_PEERPIDFD", "pidfd_open (older kernels)"])
+def test_the_peer_is_identified_with_a_pidfd_of_its_own_process(
+    option: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if option != "SO_PEERPIDFD":  # a kernel without the option refuses it
+        monkeypatch.setattr(server_module, "SO_PEERPIDFD", 0x7FFF)
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with a, b:
+        ident, pidfd = server_module._peer(a)
+        try:
+            assert (ident.pid, ident.uid) == (os.getpid(), os.getuid())
+            assert _pidfd_pid(pidfd) == os.getpid()
+            assert not os.get_inheritable(pidfd)
+        finally:
+            os.close(pidfd)
+
+
+def test_a_peer_that_exited_before_it_was_accepted_is_refused(tmp_path: object) -> None:
+    """A process that connects and exits before the service accepts it is not taken for a
+    client (nor is whichever process might have its pid now): no fd is left behind."""
+    path = os.path.join(str(tmp_path), "socket")
+    with listen(path) as listener:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                s.connect(path)
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        before = len(os.listdir("/proc/self/fd"))
+        sock, _ = listener.accept()
+        with sock, pytest.raises(ProcessLookupError):
+            server_module._peer(sock)
+        assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_the_pidfd_follows_the_connection_not_the_pid_number(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The death watch is on the process that connected, whatever process its pid number names
+    by the time the service looks (simulated: /proc reads said another live process's pid)."""
+    other = os.fork()
+    if other == 0:  # pragma: no cover - the child: a live process with another pid
+        time.sleep(30)
+        os._exit(0)
+    real = server_module._identity
+
+    def reused(sock: socket.socket) -> Identity:
+        return dataclasses.replace(real(sock), pid=other)
+
+    monkeypatch.setattr(server_module, "_identity", reused)
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        with a, b:
+            _, pidfd = server_module._peer(a)
+            try:
+                assert _pidfd_pid(pidfd) == os.getpid()
+            finally:
+                os.close(pidfd)
+    finally:
+        os.kill(other, signal.SIGKILL)
+        os.waitpid(other, 0)

@@ -272,6 +272,21 @@ def test_the_reply_decoder_reads_exactly_as_decode(
         assert _reply_outcome(decoder, data) == _reply_outcome(None, data), data
 
 
+def test_the_reply_decoder_keeps_what_repeats() -> None:
+    """Two allocate replies of one kind: the second reuses the members parsed for the first
+    (the same heap object) and reads its own id and buffers."""
+    decoder = ReplyDecoder()
+    members = b'"plan_slot":3,"heap":{"kind":"dma-heap","name":"system"},"notes":[],"name":null'
+    got = []
+    for request_id, buffer_id in ((7, 100), (12345678, 101)):
+        fields = b'"allocation":{%s,"buffers":[{"id":%d,"size":4096}]}' % (members, buffer_id)
+        got.append(decoder.decode(encode_ok(request_id, fields)))
+    assert got[0]["allocation"]["heap"] is got[1]["allocation"]["heap"]
+    assert got[1]["id"] == 12345678
+    assert got[1]["allocation"]["buffers"] == [{"id": 101, "size": 4096}]
+    assert got[1] == decode(encode_ok(12345678, fields))
+
+
 # --- framing with fds ------------------------------------------------------------------------
 
 

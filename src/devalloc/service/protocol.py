@@ -505,7 +505,7 @@ class ReplyDecoder:
         """
         if data.startswith(REPLY_HEAD) and data.endswith(_REPLY_TAIL):
             start = len(REPLY_HEAD)
-            end = data.find(ALLOCATION_HEAD, start, start + 18)
+            end = data.find(ALLOCATION_HEAD, start, start + 17 + len(ALLOCATION_HEAD))
             split = data.rfind(BUFFERS_HEAD)
             request_id = _json_uint(data[start:end], 2**53) if end > start else None
             if request_id is not None and split > end and len(data) <= MAX_MESSAGE:

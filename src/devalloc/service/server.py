@@ -31,6 +31,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import errno
 import functools
 import json
 import logging
@@ -222,6 +223,46 @@ class _Connection:
     writing: bool = False
     plan_slots: dict[int, int] = field(default_factory=dict)  # plan id -> the client's slot
     next_slot: int = 0
+
+
+#: getsockopt's SO_PEERPIDFD (Linux 6.5): a pidfd of the peer's process as of connect().
+SO_PEERPIDFD = getattr(socket, "SO_PEERPIDFD", 77)
+
+
+def _peer(sock: socket.socket) -> tuple[Identity, int]:
+    """The identity of the process at the other end of ``sock`` and a pidfd of it (the caller
+    owns it).
+
+    The pidfd comes from SO_PEERPIDFD where the kernel has it (6.5 on): the process that
+    connected, even if it exited and its pid was taken by another since. Its command name and
+    groups are read from /proc/PID after that, and count only if the pidfd's process is still
+    alive once they are read (while it lives, its pid is its own): so a pid reused between
+    connect and accept can never lend a client another process's identity. On older kernels
+    the pidfd is opened by pid (pidfd_open), which leaves that window open: a process that
+    connects and exits before the service accepts it, its pid taken by another at once.
+
+    Raises:
+        OSError: the peer is gone.
+    """
+    try:
+        pidfd = sock.getsockopt(socket.SOL_SOCKET, SO_PEERPIDFD)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOPROTOOPT, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+        pidfd = -1
+    try:
+        if pidfd >= 0:
+            os.set_inheritable(pidfd, False)
+        ident = _identity(sock)
+        if pidfd < 0:
+            pidfd = os.pidfd_open(ident.pid)
+        elif _dead(pidfd):
+            raise ProcessLookupError(errno.ESRCH, f"client pid {ident.pid} exited")
+    except BaseException:
+        if pidfd >= 0:
+            os.close(pidfd)
+        raise
+    return ident, pidfd
 
 
 def _identity(sock: socket.socket) -> Identity:
@@ -429,8 +470,7 @@ class Service:
                 sock.close()
                 continue
             try:
-                ident = _identity(sock)
-                pidfd = os.pidfd_open(ident.pid)
+                ident, pidfd = _peer(sock)
             except OSError:
                 sock.close()  # gone already
                 continue
