@@ -8,17 +8,21 @@ import errno
 import json
 import os
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from devalloc.constraints import Constraints
+from devalloc.devices.verify import Verdict
 from devalloc.errors import DevallocError, OutOfMemoryError, UsageError
+from devalloc.formats import fourcc_code
 from devalloc.heaps.properties import HeapProperties
 from devalloc.negotiate import NegotiationError
 from devalloc.negotiate.records import Conflict
-from devalloc.service.client import _ReceivedBuffers
+from devalloc.service.client import ServiceClient, _ReceivedBuffers
 from devalloc.service.protocol import (
     ALLOCATE_HEAD,
     MAX_FDS,
@@ -40,6 +44,7 @@ from devalloc.service.protocol import (
     recv_message,
     send_message,
 )
+from devalloc.service.server import listen
 
 from .conftest import assert_fd_closed
 
@@ -427,3 +432,59 @@ def test_a_later_buffer_of_a_known_heap_is_still_checked(learned: str) -> None:
         assert_fd_closed(r)
     finally:
         os.close(w)
+
+
+def test_verdicts_cross_the_wire_as_verdicts() -> None:
+    """What the service sends for a verdict (to_json) reads back as the same Verdict; a
+    malformed one is a typed error naming the field."""
+    learned = Constraints("vivid", "capture", ((fourcc_code("YUYV"), 0),))
+    for verdict in (
+        Verdict("vgem", "import", True, frames=2, seconds=0.25),
+        Verdict(
+            "vivid",
+            "capture",
+            False,
+            operation="VIDIOC_QBUF",
+            errno=22,
+            message="too small",
+            learned="pitch",
+            constraints=learned,
+            kernel_log=("vivid: bad plane",),
+            written=False,
+        ),
+    ):
+        assert Verdict.from_json(json.loads(json.dumps(verdict.to_json()))) == verdict
+    for bad, match in (
+        ([], "JSON object"),
+        ({"device": "x", "usage": "y"}, "names its ok"),
+        ({"device": "x", "usage": "y", "ok": 1}, "ok is not bool"),
+        ({"device": "x", "usage": "y", "ok": True, "frames": "2"}, "frames is not int"),
+        ({"device": "x", "usage": "y", "ok": True, "kernel_log": [1]}, "kernel_log"),
+        ({"device": "x", "usage": "y", "ok": True, "spare": 1}, "no field 'spare'"),
+    ):
+        with pytest.raises(UsageError, match=match):
+            Verdict.from_json(bad)
+
+
+@pytest.mark.parametrize("answer", [b'"1"', b"true", b"99"])
+def test_a_reply_with_an_impossible_id_is_a_protocol_error_not_a_wait(
+    tmp_path: object, answer: bytes
+) -> None:
+    """A reply whose id is not an integer, or names a request not sent yet, is refused at once
+    (before, a string id was taken for a stale reply and the client waited its whole timeout)."""
+    path = os.path.join(str(tmp_path), "socket")
+    with listen(path) as listener:
+        listener.setblocking(True)
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.send(b'{"v":%d,"id":%s,"ok":true}' % (VERSION, answer))
+                conn.recv(65536)  # until the client goes
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        with ServiceClient(path, timeout=30) as client, pytest.raises(ProtocolError, match="id"):
+            client.hello()
+        thread.join(timeout=10)

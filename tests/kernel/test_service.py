@@ -23,6 +23,7 @@ from devalloc.accounting import read_bufinfo
 from devalloc.buffer import Buffer
 from devalloc.constraints import Constraints, MemoryRules
 from devalloc.devices.discover import discover
+from devalloc.devices.verify import Verdict
 from devalloc.drm.kms import KmsDevice, draw_pattern
 from devalloc.formats import fourcc_code
 from devalloc.heaps.dmaheap import DmaHeap
@@ -214,7 +215,8 @@ def test_service_verifies_its_buffers_on_live_devices(root_only_heap: None) -> N
             ):
                 return {
                     "heap": result.heap_properties.kind,
-                    "verified": [n for n in result.notes if n.startswith("verified")],
+                    "verified": [str(v) for v in result.verdicts if v.ok],
+                    "verdicts": all(isinstance(v, Verdict) for v in result.verdicts),
                     "exp": result.buffers[0].info().exp_name,
                 }
 
@@ -224,6 +226,7 @@ def test_service_verifies_its_buffers_on_live_devices(root_only_heap: None) -> N
     assert isinstance(got, dict)
     assert got["heap"] == "dma-heap"
     assert len(got["verified"]) == 2, got
+    assert got["verdicts"] is True  # Verdict objects, as in-process
 
 
 @pytest.mark.needs("cma_heap")
@@ -317,7 +320,7 @@ def test_vkms_imports_and_scans_out_a_service_buffer(
                     "pid": os.getpid(),
                     "comm": open("/proc/self/comm", encoding="utf-8").read().strip(),
                     "heap": result.heap_properties.kind,
-                    "verified": [n for n in result.notes if n.startswith("verified")],
+                    "verified": [str(v) for v in result.verdicts],
                     "unverified": list(result.unverified),
                     "pitch": pitch,
                     "size": buf.size,
@@ -331,7 +334,7 @@ def test_vkms_imports_and_scans_out_a_service_buffer(
     assert isinstance(got, dict)
     assert got["uid"] == NOBODY
     assert got["heap"] == "dma-heap"
-    assert got["verified"] == [f"verified {vkms.name}:primary: ok"], got
+    assert got["verified"] == [f"{vkms.name}:primary: ok"], got
     assert got["unverified"] == []
     assert len(fds) == 1, fds
     plan = _plan([vkms.usage("primary")], "w")

@@ -46,7 +46,7 @@ import contextlib
 import dataclasses
 import errno
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -161,6 +161,80 @@ class Verdict:
             "seconds": round(self.seconds, 6),
             "written": self.written,
         }
+
+    @classmethod
+    def from_json(cls, data: object) -> Verdict:
+        """Read what :meth:`to_json` wrote (``errno_name`` is derived and ignored; missing
+        optional keys take their defaults).
+
+        Raises:
+            UsageError: not an object, an unknown key, or a value of the wrong type.
+        """
+        if not isinstance(data, Mapping):
+            raise UsageError(f"a verdict is a JSON object, not {data!r:.80}")
+        unknown = sorted(str(k) for k in data if k not in _VERDICT_KEYS)
+        if unknown:
+            raise UsageError(f"a verdict has no field {unknown[0]!r:.40}")
+
+        def want(key: str, kinds: tuple[type, ...], default: object) -> object:
+            value = data.get(key, default)
+            if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+                raise UsageError(f"verdict {key} is not {' or '.join(k.__name__ for k in kinds)}")
+            return value
+
+        for key in ("device", "usage", "ok"):
+            if key not in data:
+                raise UsageError(f"a verdict names its {key}")
+        log = want("kernel_log", (list,), [])
+        assert isinstance(log, list)
+        if not all(isinstance(line, str) for line in log):
+            raise UsageError("verdict kernel_log is a list of strings")
+        raw = want("constraints", (dict, type(None)), None)
+        return cls(
+            device=str(want("device", (str,), "")),
+            usage=str(want("usage", (str,), "")),
+            ok=bool(want("ok", (bool,), False)),
+            operation=str(want("operation", (str,), "")),
+            errno=_optional_int(want("errno", (int, type(None)), None)),
+            message=str(want("message", (str,), "")),
+            learned=_optional_str(want("learned", (str, type(None)), None)),
+            constraints=Constraints.from_json(raw) if isinstance(raw, dict) else None,
+            kernel_log=tuple(log),
+            frames=int(want("frames", (int,), 0)),  # type: ignore[call-overload]
+            seconds=float(want("seconds", (int, float), 0.0)),  # type: ignore[arg-type]
+            written=_optional_bool(want("written", (bool, type(None)), None)),
+        )
+
+
+_VERDICT_KEYS = frozenset(
+    {
+        "device",
+        "usage",
+        "ok",
+        "operation",
+        "errno",
+        "errno_name",
+        "message",
+        "learned",
+        "constraints",
+        "kernel_log",
+        "frames",
+        "seconds",
+        "written",
+    }
+)
+
+
+def _optional_int(value: object) -> int | None:
+    return value if isinstance(value, int) else None
+
+
+def _optional_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _optional_bool(value: object) -> bool | None:
+    return value if isinstance(value, bool) else None
 
 
 def _images(layout: Layout, buffers: Sequence[Image]) -> list[tuple[Buffer, ...]]:

@@ -37,6 +37,7 @@ from typing import Any, Self
 from ..allocator import Allocation, UsageSpec
 from ..buffer import _FDINFO_LINE, Buffer, read_fdinfo
 from ..constraints import Constraints, CpuAccess, load_constraints
+from ..devices.verify import Verdict
 from ..errors import ClosedResourceError, DevallocError, UsageError
 from ..formats import fourcc_to_str
 from ..heaps.properties import HeapProperties
@@ -248,6 +249,11 @@ class ServiceClient:
                     self._keep_event(message, fds)
                     continue
                 answer = message.get("id")
+                if answer is not None and (type(answer) is not int or answer > request_id):
+                    _close_fds(fds)
+                    raise ProtocolError(
+                        f"the service answered request {request_id} with id {answer!r:.40}"
+                    )
                 if answer is not None and answer != request_id:
                     _close_fds(fds)  # a stale reply
                     continue
@@ -543,17 +549,21 @@ class ServiceClient:
             ):
                 raise ProtocolError(f"the service sent a malformed buffer list: {exc}") from None
             raise
-        notes = tuple(str(n) for n in description.get("notes", ()))
-        verdicts = tuple(f"verified {v}" for v in description.get("verdicts", ()))
+        try:
+            verdicts = tuple(Verdict.from_json(v) for v in description.get("verdicts", ()))
+        except UsageError as exc:
+            for buf in made:
+                buf.close()
+            raise ProtocolError(f"the service sent a malformed verdict: {exc}") from None
         return Allocation(
             plan,
             HeapId(self, props.name),
             props,
             tuple(tuple(image) for image in images),
-            (),
+            verdicts,
             tuple(str(u) for u in description.get("unverified", ())),
             (),
-            notes + verdicts,
+            tuple(str(n) for n in description.get("notes", ())),
         )
 
 

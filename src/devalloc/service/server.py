@@ -1280,7 +1280,7 @@ def _describe(
         **plan,
         "heap": _heap_json(result.heap_properties),
         "buffers": buffers,
-        "verdicts": [str(v) for v in result.verdicts],
+        "verdicts": [v.to_json() for v in result.verdicts],
         "unverified": list(result.unverified),
         "notes": list(result.notes),
         "name": name,
