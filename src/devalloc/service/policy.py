@@ -37,6 +37,7 @@ memory.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import grp
 import pwd
 from collections.abc import Callable, Mapping
@@ -61,6 +62,15 @@ class Identity:
     gid: int
     groups: tuple[int, ...]
     comm: str
+
+    def __hash__(self) -> int:
+        # an identity is a dict key on every request (policy limits, buffer names): its hash
+        # is worked out once (the dataclass's own __hash__ hashes every field every time)
+        return self._hash
+
+    @functools.cached_property
+    def _hash(self) -> int:
+        return hash((self.pid, self.uid, self.gid, self.groups, self.comm))
 
     def describe(self) -> str:
         """``'app' (pid 412, uid 1000)``: how messages name a client."""

@@ -342,6 +342,7 @@ class Service:
         self._by_wire: _Cache[tuple[list[UsageSpec], _Need]] = _Cache()
         self._usage_cache: _Cache[tuple[UsageSpec, ...]] = _Cache()
         self._common_text: _Cache[bytes] = _Cache()  # see _describe_text
+        self._last_common: tuple[object, object, object, object, bytes] = (None, (), (), "", b"")
         self._handlers: dict[str, Callable[[_Connection, dict[str, Any]], Service._Result]] = {
             op: getattr(self, "_op_" + op) for op in REQUESTS
         }
@@ -912,19 +913,14 @@ class Service:
         text once; a plan the client holds is its slot)."""
         if result.verdicts:
             return b'"allocation":' + json_text(_describe(result, ids, name, plan))
-        key = (result.heap_properties, result.unverified, result.notes, name)
-        common = self._common_text.get(key)
-        if common is None:
-            common = json_text(
-                {
-                    "heap": _heap_json(result.heap_properties),
-                    "verdicts": [],
-                    "unverified": list(result.unverified),
-                    "notes": list(result.notes),
-                    "name": name,
-                }
-            )[1:-1]
-            self._common_text.put(key, common)
+        props, unverified, notes = result.heap_properties, result.unverified, result.notes
+        last = self._last_common  # the commonest case: what the previous allocation had
+        if last[0] is props and last[1] == unverified and last[2] == notes and last[3] == name:
+            common = last[4]
+        else:
+            key = (props, unverified, notes, name)
+            common = self._common_text.get(key) or self._common_text_of(result, name, key)
+            self._last_common = (props, unverified, notes, name, common)
         slot_only = "plan" not in plan
         head = b'"plan_slot":%d' % plan["plan_slot"] if slot_only else json_text(plan)[1:-1]
         entries = []
@@ -937,6 +933,19 @@ class Service:
                 )
                 index += 1
         return b'"allocation":{%s,%s,"buffers":[%s]}' % (head, common, b",".join(entries))
+
+    def _common_text_of(self, result: Allocation, name: str | None, key: object) -> bytes:
+        common = json_text(
+            {
+                "heap": _heap_json(result.heap_properties),
+                "verdicts": [],
+                "unverified": list(result.unverified),
+                "notes": list(result.notes),
+                "name": name,
+            }
+        )[1:-1]
+        self._common_text.put(key, common)
+        return common
 
     def _plan_entry(self, plan: Plan) -> tuple[int, dict[str, Any]]:
         """A plan's service-wide id and JSON (made once per distinct plan)."""
