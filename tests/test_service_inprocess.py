@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import signal
@@ -304,3 +305,36 @@ def test_the_pidfd_follows_the_connection_not_the_pid_number(
     finally:
         os.kill(other, signal.SIGKILL)
         os.waitpid(other, 0)
+
+
+def test_a_service_that_fails_to_start_closes_what_it_made(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure half-way through Service() (here: no fd left for its wake-up pair) closes the
+    listener, the epoll and the allocator it made: no fd is left behind."""
+    path = os.path.join(str(tmp_path), "socket")
+    before = sorted(os.listdir("/proc/self/fd"))
+
+    def no_fds(*args: object) -> object:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(server_module.socket, "socketpair", no_fds)
+    listener = listen(path)
+    with pytest.raises(OSError, match="Too many open files"):
+        Service(listener, allocator=Allocator(discover_devices=False), own_allocator=True)
+    assert listener.fileno() == -1
+    assert sorted(os.listdir("/proc/self/fd")) == before
+
+
+def test_listen_leaves_no_socket_file_when_it_fails_after_bind(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = os.path.join(str(tmp_path), "socket")
+
+    def refuse(*args: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(server_module.os, "chmod", refuse)
+    with pytest.raises(PermissionError):
+        listen(path)
+    assert not os.path.exists(path)

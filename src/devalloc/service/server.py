@@ -173,7 +173,7 @@ def listen(path: str, *, mode: int = 0o666) -> socket.socket:
     Raises:
         UsageError: another service answers at ``path``, or ``path`` is not a socket.
     """
-    if not isinstance(path, str) or not path or "\0" in path or len(path.encode()) > 107:
+    if not isinstance(path, str) or not path or "\0" in path or len(os.fsencode(path)) > 107:
         raise UsageError(f"socket path {path!r:.120} is not a usable path (at most 107 bytes)")
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, mode=0o755, exist_ok=True)
@@ -194,10 +194,16 @@ def listen(path: str, *, mode: int = 0o666) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
     try:
         sock.bind(path)
-        os.chmod(path, mode)
-        sock.listen(128)
     except BaseException:
         sock.close()
+        raise
+    try:
+        os.chmod(path, mode)
+        sock.listen(128)
+    except BaseException:  # the file is ours: leave nothing behind
+        sock.close()
+        with contextlib.suppress(OSError):
+            os.unlink(path)
         raise
     return sock
 
@@ -322,47 +328,61 @@ class Service:
         socket_path: str | None = None,
         own_allocator: bool | None = None,
     ) -> None:
-        self._listener = listener
-        self._own_allocator = allocator is None if own_allocator is None else own_allocator
-        self.allocator = allocator if allocator is not None else Allocator()
-        self.policy = policy if policy is not None else Policy()
-        self.policy_path = policy_path
-        self.socket_path = socket_path
-        self.books = Books()
-        # live device names and paths, and bundled profiles: what a text usage may name
-        self._names = set(profile_names())
-        for device in self.allocator.discovery.devices():
-            self._names.add(device.name)
-            path = getattr(device, "path", None)
-            if isinstance(path, str):
-                self._names.add(path)
-        self._decoder = RequestDecoder(CACHE_SIZE)
-        self._wire: bytes | None = None  # the cache key of the request being handled, if any
-        #: allocate requests by their wire key: their usages and needs (see _op_allocate)
-        self._by_wire: _Cache[tuple[list[UsageSpec], _Need]] = _Cache()
-        self._usage_cache: _Cache[tuple[UsageSpec, ...]] = _Cache()
-        self._common_text: _Cache[bytes] = _Cache()  # see _describe_text
-        self._last_common: tuple[object, object, object, object, bytes] = (None, (), (), "", b"")
-        self._handlers: dict[str, Callable[[_Connection, dict[str, Any]], Service._Result]] = {
-            op: getattr(self, "_op_" + op) for op in REQUESTS
-        }
-        self._needs_cache: _Cache[_Need] = _Cache()
-        self._plans: _Cache[tuple[int, dict[str, Any]]] = _Cache()  # Plan -> (id, JSON)
-        self._plan_ids = iter(range(1, 1 << 62))
-        self.collections: dict[str, Collection] = {}
-        self._conns: dict[int, _Connection] = {}
-        self._lingering: dict[int, _Connection] = {}  # pid -> closed connection, process alive
-        self._keys = iter(range(1, 1 << 62))
-        self._sel = _Epoll()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._stopping = False
-        self._reload = False
-        self.started = time.time()
-        listener.setblocking(False)
-        self._sel.register(listener, selectors.EVENT_READ, ("listen", 0))
-        self._sel.register(self._wake_r, selectors.EVENT_READ, ("wake", 0))
+        # What is made here is closed again if a later step fails (the listener too: the
+        # service owns it from the start).
+        made = contextlib.ExitStack()
+        made.callback(listener.close)
+        try:
+            self._listener = listener
+            self._own_allocator = allocator is None if own_allocator is None else own_allocator
+            self.allocator = allocator if allocator is not None else Allocator()
+            if self._own_allocator:
+                made.callback(self.allocator.close)
+            self.policy = policy if policy is not None else Policy()
+            self.policy_path = policy_path
+            self.socket_path = socket_path
+            self.books = Books()
+            # live device names and paths, and bundled profiles: what a text usage may name
+            self._names = set(profile_names())
+            for device in self.allocator.discovery.devices():
+                self._names.add(device.name)
+                path = getattr(device, "path", None)
+                if isinstance(path, str):
+                    self._names.add(path)
+            self._decoder = RequestDecoder(CACHE_SIZE)
+            self._wire: bytes | None = None  # the cache key of the request being handled, if any
+            #: allocate requests by their wire key: their usages and needs (see _op_allocate)
+            self._by_wire: _Cache[tuple[list[UsageSpec], _Need]] = _Cache()
+            self._usage_cache: _Cache[tuple[UsageSpec, ...]] = _Cache()
+            self._common_text: _Cache[bytes] = _Cache()  # see _describe_text
+            self._last_common: _Common = (None, (), (), "", b"")
+            self._handlers: dict[str, Callable[[_Connection, dict[str, Any]], Service._Result]] = {
+                op: getattr(self, "_op_" + op) for op in REQUESTS
+            }
+            self._needs_cache: _Cache[_Need] = _Cache()
+            self._plans: _Cache[tuple[int, dict[str, Any]]] = _Cache()  # Plan -> (id, JSON)
+            self._plan_ids = iter(range(1, 1 << 62))
+            self.collections: dict[str, Collection] = {}
+            self._conns: dict[int, _Connection] = {}
+            self._lingering: dict[int, _Connection] = {}  # pid -> closed connection, process alive
+            self._keys = iter(range(1, 1 << 62))
+            self._sel = _Epoll()
+            made.callback(self._sel.close)
+            self._wake_r, self._wake_w = socket.socketpair()
+            made.callback(self._wake_r.close)
+            made.callback(self._wake_w.close)
+            self._wake_r.setblocking(False)
+            self._wake_w.setblocking(False)
+            self._stopping = False
+            self._reload = False
+            self.started = time.time()
+            listener.setblocking(False)
+            self._sel.register(listener, selectors.EVENT_READ, ("listen", 0))
+            self._sel.register(self._wake_r, selectors.EVENT_READ, ("wake", 0))
+        except BaseException:
+            made.close()
+            raise
+        made.pop_all()
 
     def __enter__(self) -> Self:
         return self
@@ -1159,6 +1179,10 @@ class Service:
                 f" ({why}) and did not join as optional"
             ),
         )
+
+
+#: The last allocation's heap properties, unverified labels, notes and name, and their text.
+_Common = tuple[object, object, object, object, bytes]
 
 
 @dataclass
