@@ -338,3 +338,24 @@ def test_listen_leaves_no_socket_file_when_it_fails_after_bind(
     with pytest.raises(PermissionError):
         listen(path)
     assert not os.path.exists(path)
+
+
+@pytest.mark.parametrize(
+    "packet",
+    [
+        b'{"v":%d,"op":"release"}',
+        b'{"v":%d,"op":"release","buffers":[]}',
+        b'{"v":%d,"op":"release","buffers":[7,8]}',
+    ],
+)
+def test_releases_without_a_reply_are_taken_quietly(
+    inproc: tuple[Service, str], packet: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A release without id, of nothing or of ids the client does not hold, changes nothing,
+    gets no reply and is no internal error."""
+    _, path = inproc
+    with connect(path, timeout=20) as c:
+        c._live().sendmsg([packet % VERSION])
+        assert c.hello()["ok"] is True
+        assert c.status()["books"]["buffers"] == 0
+    assert "internal error" not in caplog.text

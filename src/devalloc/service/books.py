@@ -128,7 +128,9 @@ class Books:
         self._held[holding.id] = refs + 1
         if refs == 0:
             self._bytes += holding.size
-        tally = self._uids.setdefault(books.ident.uid, _Tally())
+        tally = self._uids.get(books.ident.uid)
+        if tally is None:
+            tally = self._uids[books.ident.uid] = _Tally()
         refs = tally.held.get(holding.id, 0)
         tally.held[holding.id] = refs + 1
         if refs == 0:

@@ -133,7 +133,10 @@ class ServiceClient:
         self._encoded: dict[tuple[Any, ...], tuple[tuple[object, ...], bytes]] = {}
         self._held: set[int] = set()  # ids of received buffers not closed yet
         self._plans: dict[int, Plan] = {}  # plan_slot -> the plan the service put there
-        self._heap: tuple[object, HeapProperties] | None = None  # the last heap JSON, parsed
+        #: the last heap JSON, parsed, and its HeapId (one per heap, as a registry's)
+        self._heap: tuple[object, HeapProperties, HeapId] | None = None
+        #: the last unverified and notes lists, and their tuples
+        self._texts: tuple[object, object, tuple[str, ...], tuple[str, ...]] = (None, None, (), ())
         self._received = _ReceivedBuffers()
         self._replies = ReplyDecoder()
         self._lock = threading.RLock()
@@ -513,11 +516,11 @@ class ServiceClient:
                 )
             plan = self._plan(description)
             heap = description["heap"]
-            if self._heap is not None and self._heap[0] == heap:
-                props = self._heap[1]  # the same heap as last time: parsed then
-            else:
+            known = self._heap
+            if known is None or known[0] != heap:  # else the same heap as last time
                 props = HeapProperties(**heap)
-                self._heap = (heap, props)
+                known = self._heap = (heap, props, HeapId(self, props.name))
+            props = known[1]
         except (KeyError, TypeError, ValueError) as exc:
             _close_fds(fds)
             raise ProtocolError(f"the service sent a malformed allocation: {exc}") from None
@@ -550,20 +553,30 @@ class ServiceClient:
                 raise ProtocolError(f"the service sent a malformed buffer list: {exc}") from None
             raise
         try:
-            verdicts = tuple(Verdict.from_json(v) for v in description.get("verdicts", ()))
+            raw = description.get("verdicts")
+            verdicts = tuple(Verdict.from_json(v) for v in raw) if raw else ()
         except UsageError as exc:
             for buf in made:
                 buf.close()
             raise ProtocolError(f"the service sent a malformed verdict: {exc}") from None
+        unverified, notes = description.get("unverified", ()), description.get("notes", ())
+        texts = self._texts
+        if texts[0] is not unverified or texts[1] is not notes:  # else the last allocation's
+            texts = self._texts = (
+                unverified,
+                notes,
+                tuple(str(u) for u in unverified),
+                tuple(str(n) for n in notes),
+            )
         return Allocation(
             plan,
-            HeapId(self, props.name),
+            known[2],
             props,
             tuple(tuple(image) for image in images),
             verdicts,
-            tuple(str(u) for u in description.get("unverified", ())),
+            texts[2],
             (),
-            tuple(str(n) for n in description.get("notes", ())),
+            texts[3],
         )
 
 

@@ -554,8 +554,11 @@ class Service:
         books = self.books.clients.get(conn.key)
         if books is not None:
             books.requests += 1
-        handler = self._handlers[request["op"]]
         request_id = request.get("id")
+        if request_id is None and request["op"] == "release" and request["collection"] is None:
+            self.books.release(conn.key, request["buffers"] or ())  # no reply; unknown ids ignored
+            return
+        handler = self._handlers[request["op"]]
         try:
             reply, fds, done = handler(conn, request)
         except DevallocError as exc:
