@@ -29,7 +29,7 @@ if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
   pkgs+=(python3-venv)
 fi
 if [ $dev = 1 ]; then
-  for p in gcc libc6-dev linux-libc-dev libdrm-dev; do have_pkg "$p" || pkgs+=("$p"); done
+  for p in gcc libc6-dev linux-libc-dev libdrm-dev systemd; do have_pkg "$p" || pkgs+=("$p"); done
 fi
 # GStreamer with appsrc/appsink/videoconvert (plugins-base), v4l2src (plugins-good, for the VM's
 # vivid test), the typelibs and Debian's PyGObject with the Gst overrides.
