@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -318,7 +319,7 @@ def test_a_service_that_fails_to_start_closes_what_it_made(
     def no_fds(*args: object) -> object:
         raise OSError(errno.EMFILE, "Too many open files")
 
-    monkeypatch.setattr(server_module.socket, "socketpair", no_fds)
+    monkeypatch.setattr(socket, "socketpair", no_fds)
     listener = listen(path)
     with pytest.raises(OSError, match="Too many open files"):
         Service(listener, allocator=Allocator(discover_devices=False), own_allocator=True)
@@ -334,7 +335,7 @@ def test_listen_leaves_no_socket_file_when_it_fails_after_bind(
     def refuse(*args: object) -> None:
         raise PermissionError(errno.EPERM, "Operation not permitted")
 
-    monkeypatch.setattr(server_module.os, "chmod", refuse)
+    monkeypatch.setattr(os, "chmod", refuse)
     with pytest.raises(PermissionError):
         listen(path)
     assert not os.path.exists(path)
@@ -359,3 +360,34 @@ def test_releases_without_a_reply_are_taken_quietly(
         assert c.hello()["ok"] is True
         assert c.status()["books"]["buffers"] == 0
     assert "internal error" not in caplog.text
+
+
+def test_threads_sharing_a_client_each_get_their_own_plan(inproc: tuple[Service, str]) -> None:
+    """Replies name plan slots in the order the service sent them: threads sharing one client,
+    with more distinct plans than slots, each get the plan of what they asked for."""
+    _, path = inproc
+    widths = list(range(16, 16 + 2 * (PLAN_SLOTS + 16), 2))
+    problems: list[str] = []
+
+    def work(offset: int) -> None:
+        try:
+            for i in range(len(widths)):
+                width = widths[(i * 7 + offset) % len(widths)]
+                with c.allocate(width, 8, usages=[YUYV], allow_cpu_only=True) as result:
+                    if result.plan.width != width:
+                        problems.append(f"asked {width}, got a plan for {result.plan.width}")
+        except Exception as exc:  # reported below, with the others
+            problems.append(repr(exc))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often: where they may interleave, they do
+    try:
+        with connect(path, timeout=60) as c:
+            threads = [threading.Thread(target=work, args=(k * 11,)) for k in range(6)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=120)
+    finally:
+        sys.setswitchinterval(interval)
+    assert not problems, problems[:5]

@@ -334,8 +334,9 @@ class ServiceClient:
         )
         cached = self._encoded.get(key) if key is not None else None
         if cached is not None and all(a is b for a, b in zip(cached[0], usages, strict=True)):
-            reply, fds = self._request_encoded(cached[1])
-            return self._allocation(reply.get("allocation"), fds)
+            with self._lock:  # replies define plan slots in order: read them in that order
+                reply, fds = self._request_encoded(cached[1])
+                return self._allocation(reply.get("allocation"), fds)
         fields: dict[str, Any] = {
             "width": width,
             "height": height,
@@ -359,8 +360,9 @@ class ServiceClient:
             body = encode({"op": "allocate", "id": 0, **fields})
             assert body.startswith(ALLOCATE_HEAD + b"0,")
             self._encoded[key] = (tuple(usages), body[len(ALLOCATE_HEAD) + 1 :])
-        reply, fds = self._request("allocate", **fields)
-        return self._allocation(reply.get("allocation"), fds)
+        with self._lock:
+            reply, fds = self._request("allocate", **fields)
+            return self._allocation(reply.get("allocation"), fds)
 
     def create_collection(
         self,
