@@ -36,6 +36,7 @@ import functools
 import json
 import logging
 import os
+import platform
 import select
 import selectors
 import signal
@@ -231,8 +232,17 @@ class _Connection:
     next_slot: int = 0
 
 
-#: getsockopt's SO_PEERPIDFD (Linux 6.5): a pidfd of the peer's process as of connect().
-SO_PEERPIDFD = getattr(socket, "SO_PEERPIDFD", 77)
+#: getsockopt's SO_PEERPIDFD (Linux 6.5): a pidfd of the peer's process as of connect(). Python
+#: names it from 3.13; before, its number is 77 where the architecture takes its socket options
+#: from asm-generic (alpha, mips, parisc and sparc number their own: there it is not guessed).
+SO_PEERPIDFD: int | None = getattr(
+    socket,
+    "SO_PEERPIDFD",
+    77
+    if platform.machine()
+    in ("x86_64", "i686", "aarch64", "armv7l", "riscv64", "ppc64le", "s390x", "loongarch64")
+    else None,
+)
 
 
 def _peer(sock: socket.socket) -> tuple[Identity, int]:
@@ -250,12 +260,13 @@ def _peer(sock: socket.socket) -> tuple[Identity, int]:
     Raises:
         OSError: the peer is gone.
     """
-    try:
-        pidfd = sock.getsockopt(socket.SOL_SOCKET, SO_PEERPIDFD)
-    except OSError as exc:
-        if exc.errno not in (errno.ENOPROTOOPT, errno.EINVAL, errno.EOPNOTSUPP):
-            raise
-        pidfd = -1
+    pidfd = -1
+    if SO_PEERPIDFD is not None:
+        try:
+            pidfd = sock.getsockopt(socket.SOL_SOCKET, SO_PEERPIDFD)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOPROTOOPT, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
     try:
         if pidfd >= 0:
             os.set_inheritable(pidfd, False)
