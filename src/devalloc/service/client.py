@@ -25,6 +25,7 @@ service never opens a path a client names. Shared collections::
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 import socket
@@ -232,7 +233,7 @@ class ServiceClient:
         spliced in front of the fields."""
         with self._lock:
             request_id = next(self._ids)
-            data = b"".join((ALLOCATE_HEAD, str(request_id).encode(), encoded))
+            data = b"%s%d%s" % (ALLOCATE_HEAD, request_id, encoded)
             if len(data) > MAX_MESSAGE:
                 raise ProtocolError(
                     f"an allocate message of {len(data)} bytes is larger than the protocol's"
@@ -266,10 +267,10 @@ class ServiceClient:
                 return message, fds
 
     def _release_hook(self, buffer_id: int) -> Callable[[int], None]:
-        def release(size: int) -> None:
-            self._release(buffer_id)
+        return functools.partial(self._release_closed, buffer_id)
 
-        return release
+    def _release_closed(self, buffer_id: int, size: int) -> None:
+        self._release(buffer_id)
 
     def _release(self, buffer_id: int) -> None:
         """Tell the service a buffer is closed (a close hook: never raises)."""
@@ -277,8 +278,13 @@ class ServiceClient:
         sock = self._sock
         if sock is None:
             return
-        with contextlib.suppress(OSError):  # what encode() makes of the one-buffer release
+        # what encode() makes of the one-buffer release; at every buffer close, so no
+        # contextlib.suppress object: a failed send means the service is gone, and with it
+        # this client's books
+        try:  # noqa: SIM105
             sock.sendmsg([b"%s%d%s" % (RELEASE_HEAD, buffer_id, RELEASE_TAIL)])
+        except OSError:
+            pass
         if self._closing and not self._held:
             self._disconnect()
 
