@@ -29,8 +29,8 @@ Negotiation is a pure function of the resolved constraints and the image request
 allocator keeps the plans it made (:data:`PLAN_CACHE_SIZE`, ``plan_cache_size``): an
 allocation asked for again skips step 2 (the heap is still selected and the buffers allocated
 every time). The key is everything the plan depends on: the resolved constraints (learned ones
-included), width, height, formats, CPU access and the cache preference; what verification
-learns also empties the cache.
+included), width, height, formats, CPU access, the cache preference and (for :meth:`plan`) the
+application's buffer counts and slack; what verification learns also empties the cache.
 
 On a machine with no device-importable heap (no /dev/dma_heap access, no udmabuf),
 ``allow_cpu_only=True`` falls back to the CPU-only memfd heap so that a pipeline can still be
@@ -55,7 +55,7 @@ from typing import Any, Self
 
 from . import limits
 from .buffer import Buffer
-from .constraints import Constraints, CpuAccess, load_constraints
+from .constraints import BufferCounts, Constraints, CpuAccess, load_constraints
 from .devices.discover import DeviceInfo, Discovery, discover
 from .devices.verify import Verdict
 from .devices.verify import verify as verify_import
@@ -70,6 +70,7 @@ from .formats import DRM_FORMAT_MOD_LINEAR, lookup_format, parse_drm_format
 from .heaps.properties import HeapProperties, HeapRequest
 from .heaps.registry import HeapId, HeapRegistry, NoHeapError
 from .negotiate import APPLICATION, Plan, negotiate
+from .negotiate.combine import DEFAULT_SLACK
 from .pool import BufferPool, ZeroPolicy
 
 __all__ = ["Allocation", "Allocator", "Attempt", "UsageSpec", "heap_request"]
@@ -83,8 +84,11 @@ MAX_ATTEMPTS = 4
 #: Plans an :class:`Allocator` keeps by default (the oldest goes first when full).
 PLAN_CACHE_SIZE = 256
 
-#: A plan cache key: resolved constraints, width, height, formats, CPU access, cache preference.
-_PlanKey = tuple[tuple[Constraints, ...], int, int, tuple[str | int, ...] | None, str, bool]
+#: A plan cache key: resolved constraints, width, height, formats, CPU access, cache preference,
+#: the application's buffer counts and the slack.
+_PlanKey = tuple[
+    tuple[Constraints, ...], int, int, tuple[str | int, ...] | None, str, bool, BufferCounts, int
+]
 
 
 def heap_request(plan: Plan, *, device_importable: bool = True) -> HeapRequest:
@@ -375,6 +379,8 @@ class Allocator:
         formats: Sequence[str | int] | None = None,
         cpu_access: CpuAccess = "none",
         prefer_uncached: bool = False,
+        counts: BufferCounts | None = None,
+        slack: int = DEFAULT_SLACK,
     ) -> Plan:
         """Negotiate without allocating: the plan :meth:`allocate` would start from (raises
         NegotiationError when there is no plan).
@@ -382,9 +388,17 @@ class Allocator:
         Buffers come from a heap, so a vendor-private pair (whose size only its exporter knows)
         is passed over for the next pair every device accepts; the plan's ``skipped``
         provenance record says so.
+
+        ``counts`` (the application's own holds and bounds; a fixed count is
+        ``BufferCounts(min_count=n, max_count=n)``) and ``slack`` decide ``Plan.count`` as in
+        :func:`~devalloc.negotiate.negotiate`; bounds that cannot meet are a count conflict
+        (a NegotiationError naming the parties). Leaving both out gives the plan
+        :meth:`allocate` starts from.
         """
         constraints, _ = self._resolve_all(usages)
-        return self._negotiate(constraints, width, height, formats, cpu_access, prefer_uncached)
+        return self._negotiate(
+            constraints, width, height, formats, cpu_access, prefer_uncached, counts, slack
+        )
 
     def _negotiate(
         self,
@@ -394,11 +408,15 @@ class Allocator:
         formats: Sequence[str | int] | None,
         cpu_access: CpuAccess,
         prefer_uncached: bool,
+        counts: BufferCounts | None = None,
+        slack: int = DEFAULT_SLACK,
     ) -> Plan:
         """:func:`negotiate` for a heap allocation, or the plan it gave for the same inputs
         before (arguments of any other type than the plain ones are not cached: negotiate
         judges them, and ``True`` never stands for a width of 1)."""
-        key = _plan_key(constraints, width, height, formats, cpu_access, prefer_uncached)
+        key = _plan_key(
+            constraints, width, height, formats, cpu_access, prefer_uncached, counts, slack
+        )
         if key is not None and self._plan_cache_size:
             try:
                 plan = self._plans.get(key)
@@ -416,6 +434,8 @@ class Allocator:
             cpu_access=cpu_access,
             prefer_uncached=prefer_uncached,
             known_layout=True,
+            counts=counts,
+            slack=slack,
         )
         if key is not None and self._plan_cache_size:
             if len(self._plans) >= self._plan_cache_size:
@@ -842,11 +862,18 @@ def _plan_key(
     formats: object,
     cpu_access: object,
     prefer_uncached: object,
+    counts: object,
+    slack: object,
 ) -> _PlanKey | None:
     """The plan cache's key for these inputs, None when one is not of its plain type (an int
-    width and height, text CPU access, a bool preference, None or a list/tuple of format names
-    and fourccs, Constraints): such a request is negotiated (and judged) every time."""
-    if type(width) is not int or type(height) is not int:
+    width, height and slack, text CPU access, a bool preference, None or a list/tuple of format
+    names and fourccs, Constraints, None or BufferCounts): such a request is negotiated (and
+    judged) every time. No counts is the same request as ``BufferCounts()``, as for negotiate."""
+    if type(width) is not int or type(height) is not int or type(slack) is not int:
+        return None
+    if counts is None:
+        counts = BufferCounts()
+    if type(counts) is not BufferCounts:
         return None
     if type(cpu_access) is not str or type(prefer_uncached) is not bool:
         return None
@@ -860,7 +887,7 @@ def _plan_key(
     resolved = tuple(constraints)
     if not all(type(c) is Constraints for c in resolved):
         return None
-    return (resolved, width, height, wanted, cpu_access, prefer_uncached)
+    return (resolved, width, height, wanted, cpu_access, prefer_uncached, counts, slack)
 
 
 def _check_limits(plan: Plan, sizes: Sequence[int], count: int) -> None:

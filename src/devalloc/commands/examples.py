@@ -4,9 +4,11 @@ Example:
     $ devalloc examples                 # every examples/*.toml, then the live devices if any
     $ devalloc examples examples/decode-display.toml --json
 
-For each pipeline file: negotiate (with the plan's explanation), allocate its buffers through
-the front door (:class:`devalloc.allocator.Allocator`; on a machine without a device-importable
-heap, CPU-only memfd buffers, said so), fill every plane through ``cpu_access("w")`` and read it
+For each pipeline file: negotiate with the file's counts (what the application holds, the slack,
+a fixed ``count``; the plan's explanation says how its buffer count was combined), allocate the
+negotiated count of buffers (at most :data:`MAX_DEMO_COUNT`, said so) through the front door
+(:class:`devalloc.allocator.Allocator`; on a machine without a device-importable heap, CPU-only
+memfd buffers, said so), fill every plane through ``cpu_access("w")`` and read it
 back through ``cpu_access("r")``, and compare the outcome (plan, copy path or conflict) with the
 file's ``expect``. A copy-path proposal allocates and checks both buffer sets. Then, when live
 devices exist (the test VM: vivid and vgem), a live pipeline: the first V4L2 capture node that
@@ -33,10 +35,11 @@ from ..errors import DevallocError, NoPlanError, UsageError
 from ..negotiate import NegotiationError, Plan
 from ..pipeline import Pipeline, load_pipeline, pipeline_paths
 from ._common import EXIT_FAILURE, EXIT_OK, SubParsers, add_json_flag, one_line, print_json
+from .negotiate import count_note
 
 __all__ = ["Outcome", "fill_and_check", "register", "run_live", "run_pipeline"]
 
-#: Buffers allocated per pipeline at most (the files may ask for more; this is a demonstration).
+#: Buffers allocated per plan at most (negotiation may give more; this is a demonstration).
 MAX_DEMO_COUNT = 4
 #: The live pipeline's request.
 LIVE_SIZE = (640, 480)
@@ -116,14 +119,23 @@ def fill_and_check(buffers: list[tuple[Buffer, ...]]) -> tuple[bool, int, float]
 def _allocate_and_check(
     alloc: Allocator, pipe: Pipeline, plan: Plan, out: Outcome, label: str
 ) -> None:
+    why = count_note(plan)
+    out.say(f"{label}: count {plan.count}: {why}")
+    counts: dict[str, Any] = {"negotiated": plan.count, "allocated": 0, "note": why}
+    out.data.setdefault("counts", {})[label] = counts
     if plan.layout.size is None:
         out.say(f"{label}: not allocated: {plan.layout.note}")
         return
     if plan.memory.protected:
         out.say(f"{label}: protected memory: the CPU cannot fill it; not allocated here")
         return
+    count = counts["allocated"] = min(plan.count, MAX_DEMO_COUNT)
+    if count < plan.count:
+        out.say(
+            f"{label}: allocating {count} of the {plan.count} negotiated buffers"
+            f" (a demonstration allocates at most {MAX_DEMO_COUNT})"
+        )
     devices = [c for c in pipe.constraints() if c.label in plan.devices]
-    count = min(pipe.count, MAX_DEMO_COUNT)
     with alloc.allocate(
         plan.width,
         plan.height,
@@ -158,7 +170,8 @@ def _report_allocation(result: Allocation, out: Outcome, label: str) -> None:
 
 
 def run_pipeline(alloc: Allocator, pipe: Pipeline) -> Outcome:
-    """Negotiate, explain, allocate, fill and read back one pipeline."""
+    """Negotiate (with the pipeline's counts and slack), explain, allocate the negotiated count,
+    fill and read back one pipeline."""
     out = Outcome(pipe.name, pipe.expect)
     out.say(f"{pipe.name}: {pipe.description}" if pipe.description else pipe.name)
     out.say(f"devices: {', '.join(pipe.labels)} at {pipe.size}")
@@ -169,6 +182,8 @@ def run_pipeline(alloc: Allocator, pipe: Pipeline) -> Outcome:
             usages=pipe.constraints(),
             formats=pipe.formats,
             cpu_access=pipe.cpu_access,
+            counts=pipe.counts(),
+            slack=pipe.slack,
         )
     except NegotiationError as exc:
         for conflict in exc.conflicts:
