@@ -267,9 +267,9 @@ _STEP = st.tuples(
 @settings(max_examples=200, deadline=None)
 @given(st.lists(_STEP, max_size=40))
 def test_the_books_tallies_equal_a_recount(steps: list[tuple[str, int, int]]) -> None:
-    """usage_of_uid and totals (running tallies) always equal a recount of every holding,
-    whatever order buffers are handed out, shared, released, dropped and taken over in; two
-    uids, clients 0 and 1 of uid 1000, 2 and 3 of uid 1001."""
+    """usage_of_uid, tally_of_uid and totals (running tallies) always equal a recount of every
+    holding, whatever order buffers are handed out, shared, released, dropped and taken over
+    in; two uids, clients 0 and 1 of uid 1000, 2 and 3 of uid 1001."""
     books = Books()
     live: set[int] = set()
     next_key = 100
@@ -305,6 +305,12 @@ def test_the_books_tallies_equal_a_recount(steps: list[tuple[str, int, int]]) ->
         for uid in (1000, 1001):
             usage, totals = _counted_by_hand(books, uid)
             assert books.usage_of_uid(uid) == usage
+            assert books.tally_of_uid(uid) == (
+                usage.bytes,
+                usage.buffers,
+                usage.collections,
+                usage.contiguous_bytes,
+            )
             assert books.totals() == totals
 
 
@@ -366,3 +372,15 @@ def test_check_refuses_exactly_what_a_limit_forbids(
             refusal = exc
         assert (refusal is not None) == forbidden
         assert refusal is None or refusal.rule
+        assert policy.allows(
+            ident,
+            nbytes,
+            nbuffers,
+            ncollections,
+            contiguous_bytes,
+            contiguous=contiguous,
+            protected=protected,
+            cpu_only=cpu_only,
+            service_bytes=service_bytes,
+            service_buffers=service_buffers,
+        ) == (not forbidden)

@@ -240,6 +240,51 @@ class Policy:
         self._limits[ident] = limits
         return limits
 
+    def allows(
+        self,
+        ident: Identity,
+        nbytes: int,
+        nbuffers: int,
+        ncollections: int,
+        contiguous_bytes: int,
+        *,
+        contiguous: bool,
+        protected: bool,
+        cpu_only: bool,
+        service_bytes: int,
+        service_buffers: int,
+    ) -> bool:
+        """Whether :meth:`check` would pass a request that takes ``ident``'s uid to those
+        figures (tested on plain per-identity values, kept; no object is made): the quick
+        answer for the usual case, :meth:`check` the one that words a refusal."""
+        plain = self._plain.get(ident)
+        if plain is None:
+            lim = self.limits_for(ident)
+            plain = (
+                bool(lim.contiguous.value),
+                bool(lim.protected.value),
+                bool(lim.cpu_only.value),
+                int(lim.max_bytes.value),
+                int(lim.max_buffers.value),
+                int(lim.max_collections.value),
+                int(lim.max_contiguous_bytes.value),
+            )
+            if len(self._plain) >= 1024:
+                self._plain.clear()
+            self._plain[ident] = plain
+        may_contiguous, may_protected, may_cpu_only, bytes_, buffers, colls, contig = plain
+        return (
+            (may_contiguous or not contiguous)
+            and (may_protected or not protected)
+            and (may_cpu_only or not cpu_only)
+            and nbytes <= bytes_
+            and nbuffers <= buffers
+            and ncollections <= colls
+            and contiguous_bytes <= contig
+            and service_bytes <= int(self.global_max_bytes.value)
+            and service_buffers <= int(self.global_max_buffers.value)
+        )
+
     def check(
         self,
         ident: Identity,
@@ -258,32 +303,17 @@ class Policy:
             PolicyError: a heap property the client may not use (naming the rule).
             QuotaError: a quota or the global cap would be passed (naming the rule).
         """
-        plain = self._plain.get(ident)
-        if plain is None:
-            lim = self.limits_for(ident)
-            plain = (
-                bool(lim.contiguous.value),
-                bool(lim.protected.value),
-                bool(lim.cpu_only.value),
-                int(lim.max_bytes.value),
-                int(lim.max_buffers.value),
-                int(lim.max_collections.value),
-                int(lim.max_contiguous_bytes.value),
-            )
-            if len(self._plain) >= 1024:
-                self._plain.clear()
-            self._plain[ident] = plain
-        may_contiguous, may_protected, may_cpu_only, bytes_, buffers, colls, contig = plain
-        if (
-            (may_contiguous or not contiguous)
-            and (may_protected or not protected)
-            and (may_cpu_only or not cpu_only)
-            and after.bytes <= bytes_
-            and after.buffers <= buffers
-            and after.collections <= colls
-            and after.contiguous_bytes <= contig
-            and service_bytes <= int(self.global_max_bytes.value)
-            and service_buffers <= int(self.global_max_buffers.value)
+        if self.allows(
+            ident,
+            after.bytes,
+            after.buffers,
+            after.collections,
+            after.contiguous_bytes,
+            contiguous=contiguous,
+            protected=protected,
+            cpu_only=cpu_only,
+            service_bytes=service_bytes,
+            service_buffers=service_buffers,
         ):
             return  # within every limit: the same tests as below, which word a refusal
         lim = self.limits_for(ident)

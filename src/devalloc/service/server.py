@@ -860,24 +860,36 @@ class Service:
         take ``sizes`` more bytes of ``memory`` class. Quotas hold for a uid: what all its
         connections hold together (more connections do not mean more quota)."""
         total_bytes, total_buffers = self.books.totals()
+        extra, count = sum(sizes), len(sizes)
+        contiguous = memory == "contiguous"
+        protected, cpu_only = memory == "protected", memory == "cpu-only"
         for key in keys:
-            conn = self._conns[key]
-            now = self.books.usage_of_uid(conn.ident.uid)
-            extra = sum(sizes)
-            after = Usage(
-                now.bytes + extra,
-                now.buffers + len(sizes),
-                now.collections + (1 if new_collection else 0),
-                now.contiguous_bytes + (extra if memory == "contiguous" else 0),
+            ident = self._conns[key].ident
+            nbytes, nbuffers, ncollections, ncontiguous = self.books.tally_of_uid(ident.uid)
+            after = (
+                nbytes + extra,
+                nbuffers + count,
+                ncollections + (1 if new_collection else 0),
+                ncontiguous + (extra if contiguous else 0),
             )
-            self.policy.check(
-                conn.ident,
-                after,
-                contiguous=memory == "contiguous",
-                protected=memory == "protected",
-                cpu_only=memory == "cpu-only",
+            if self.policy.allows(
+                ident,
+                *after,
+                contiguous=contiguous,
+                protected=protected,
+                cpu_only=cpu_only,
                 service_bytes=total_bytes + extra,
-                service_buffers=total_buffers + len(sizes),
+                service_buffers=total_buffers + count,
+            ):
+                continue  # the usual case; check() words a refusal
+            self.policy.check(
+                ident,
+                Usage(*after),
+                contiguous=contiguous,
+                protected=protected,
+                cpu_only=cpu_only,
+                service_bytes=total_bytes + extra,
+                service_buffers=total_buffers + count,
             )
 
     def _op_allocate(self, conn: _Connection, request: dict[str, Any]) -> _Result:
