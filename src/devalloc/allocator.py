@@ -87,7 +87,14 @@ PLAN_CACHE_SIZE = 256
 #: A plan cache key: resolved constraints, width, height, formats, CPU access, cache preference,
 #: the application's buffer counts and the slack.
 _PlanKey = tuple[
-    tuple[Constraints, ...], int, int, tuple[str | int, ...] | None, str, bool, BufferCounts, int
+    tuple[Constraints, ...],
+    int,
+    int,
+    tuple[str | int, ...] | None,
+    str,
+    bool,
+    BufferCounts | None,
+    int,
 ]
 
 
@@ -855,6 +862,9 @@ def application_alone(formats: Sequence[str | int] | None) -> Constraints:
     )
 
 
+_NO_COUNTS = BufferCounts()
+
+
 def _plan_key(
     constraints: Sequence[Constraints],
     width: object,
@@ -868,13 +878,16 @@ def _plan_key(
     """The plan cache's key for these inputs, None when one is not of its plain type (an int
     width, height and slack, text CPU access, a bool preference, None or a list/tuple of format
     names and fourccs, Constraints, None or BufferCounts): such a request is negotiated (and
-    judged) every time. No counts is the same request as ``BufferCounts()``, as for negotiate."""
+    judged) every time. No counts is the same request as ``BufferCounts()``."""
     if type(width) is not int or type(height) is not int or type(slack) is not int:
         return None
-    if counts is None:
-        counts = BufferCounts()
-    if type(counts) is not BufferCounts:
-        return None
+    # no counts is None in the key, and so is BufferCounts() (the same request, as for
+    # negotiate): a BufferCounts made and hashed for every allocation cost ~13k instructions
+    if counts is not None:
+        if type(counts) is not BufferCounts:
+            return None
+        if counts == _NO_COUNTS:
+            counts = None
     if type(cpu_access) is not str or type(prefer_uncached) is not bool:
         return None
     wanted: tuple[str | int, ...] | None = None
