@@ -5,15 +5,18 @@ Example:
     >>> with Service(listen("/run/devalloc/socket")) as service:      # doctest: +SKIP
     ...     service.serve_forever()
 
-Design: one thread, one :mod:`selectors` loop over the listening socket, every client socket
-(non-blocking), every client's pidfd and a wake-up socket for signals. A packet is read whole or
-not at all (``SOCK_SEQPACKET``), checked against :data:`~devalloc.service.protocol.REQUESTS`, and
-acted on; a reply that cannot be sent at once waits in that client's queue (at most
-:data:`MAX_QUEUED` packets: a client that does not read its replies is disconnected), so a slow
-or hostile client never holds the loop. A malformed packet gets an error reply (and its fds are
-closed); :data:`MAX_ERRORS` of them disconnect the client.
+Design: one thread, one epoll loop over the listening socket, every client socket
+(non-blocking), every client's pidfd and a wake-up socket for signals; one packet per ready
+client per turn (fairness). A packet is read whole or not at all (``SOCK_SEQPACKET``), checked
+against :data:`~devalloc.service.protocol.REQUESTS` (a repeated request is recognised by its
+bytes: :class:`~devalloc.service.protocol.RequestDecoder`), and acted on; a reply that cannot
+be sent at once waits in that client's queue (at most :data:`MAX_QUEUED` packets: a client that
+does not read its replies is disconnected), so a slow or hostile client never holds the loop. A
+malformed packet gets an error reply (and its fds are closed); :data:`MAX_ERRORS` of them
+disconnect the client.
 
-Identity is SO_PEERCRED's pid, uid and gid, read at connect time, with a pidfd of that pid. The
+Identity is SO_PEERCRED's pid, uid and gid, read at connect time, with a pidfd of the process
+that connected (SO_PEERPIDFD; pidfd_open of the pid on kernels before 6.5). The
 service keeps no buffer: it closes its own fds of an allocation as soon as the reply carrying
 them has been sent (or the client is gone). The books keep a client's holdings until it releases
 them, or until the process is gone: a connection closed by a living process keeps its holdings
