@@ -334,8 +334,8 @@ def test_sigkill_in_the_middle_of_a_system_heap_request(root_only_heap: None) ->
 # --- garbage ------------------------------------------------------------------------------------
 
 #: Packets each of the two unprivileged fuzzers sends (at most, and within this many seconds).
-PACKETS = 5000
-SECONDS = 45.0
+PACKETS = 4000
+SECONDS = 30.0
 #: The least the two must have sent together for the proof to count.
 AT_LEAST = 4000
 #: The name of the system-heap buffers this process makes and the fuzzers send to the service.
