@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._toml import path_kind
+from ..constraints import Constraints
 from ..errors import DevallocError, UsageError
 
 EXIT_OK = 0
@@ -134,3 +135,34 @@ def print_json(data: object) -> None:
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     """Add the ``--json`` flag every reporting command has."""
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+#: A ``-d`` value that starts with this is GStreamer caps, not a device file or live device.
+CAPS_PREFIX = "caps:"
+
+
+def device_usages(specs: Sequence[str] | None) -> list[str | Constraints]:
+    """``-d`` values as usages: ``caps:CAPS`` is the device usage those GStreamer caps name
+    (device ``capsN``, usage ``caps``, N counting the caps arguments from 1; see
+    :func:`devalloc.gst.caps.constraints_from_caps`), anything else stays ``DEVICE[:USAGE]``
+    text (a file whose name starts with ``caps:`` is given as ``./caps:...``).
+
+    Raises:
+        UsageError: caps that name no video format devalloc knows, or cannot be read.
+    """
+    from ..gst.caps import constraints_from_caps  # the caps reader: pure Python, no GStreamer
+
+    usages: list[str | Constraints] = []
+    count = 0
+    for spec in specs or ():
+        if spec.startswith(CAPS_PREFIX):
+            count += 1
+            caps = spec[len(CAPS_PREFIX) :]
+            if not caps.strip():
+                raise UsageError(
+                    f"-d {spec!r}: caps:CAPS needs caps, e.g. caps:video/x-raw,format=NV12"
+                )
+            usages.append(constraints_from_caps(caps, device=f"caps{count}"))
+        else:
+            usages.append(spec)
+    return usages

@@ -25,6 +25,7 @@ from ._common import (
     EXIT_OK,
     SubParsers,
     add_json_flag,
+    device_usages,
     int_at_least,
     one_line,
     print_json,
@@ -52,8 +53,9 @@ def register(sub: SubParsers) -> None:
         action="append",
         default=[],
         metavar="DEVICE[:USAGE]",
-        help="a device that will use the buffers (repeat for each); none: buffers for the"
-        " application alone (--format decides; any heap, CPU-only memfd included)",
+        help="a device that will use the buffers (repeat for each), or caps:CAPS for what"
+        " GStreamer caps accept; none: buffers for the application alone (--format decides;"
+        " any heap, CPU-only memfd included)",
     )
     parser.add_argument("--size", required=True, metavar="WxH", help="e.g. 1920x1080")
     parser.add_argument(
@@ -114,9 +116,11 @@ def print_allocation(result: Allocation) -> None:
         print(f"note: {note}")
 
 
-def _local_constraints(spec: str) -> list[Constraints]:
+def _local_constraints(spec: str | Constraints) -> list[Constraints]:
     """A usage's constraints for the failure report of a service allocation, when this process
     can read them (a profile or device file; none for a live device only the service sees)."""
+    if isinstance(spec, Constraints):
+        return [spec]
     try:
         return load_constraints(spec)
     except DevallocError:
@@ -125,6 +129,7 @@ def _local_constraints(spec: str) -> list[Constraints]:
 
 def _run(args: argparse.Namespace) -> int:
     width, height = parse_size(args.size)
+    usages = device_usages(args.device)
     alloc: Allocator | ServiceClient
     alloc = Allocator() if args.service is None else connect(args.service or None)
     with alloc:
@@ -132,7 +137,7 @@ def _run(args: argparse.Namespace) -> int:
             result = alloc.allocate(
                 width,
                 height,
-                usages=args.device,
+                usages=usages,
                 formats=args.format,
                 count=args.count,
                 cpu_access=args.cpu_access,
@@ -151,9 +156,9 @@ def _run(args: argparse.Namespace) -> int:
                 )
             else:  # the devices are looked up again only for the human report
                 devices = (
-                    [c for spec in args.device for c, _ in alloc.resolve(spec)]
+                    [c for spec in usages for c, _ in alloc.resolve(spec)]
                     if isinstance(alloc, Allocator)
-                    else [c for spec in args.device for c in _local_constraints(spec)]
+                    else [c for spec in usages for c in _local_constraints(spec)]
                 )
                 print_failure(exc, devices, f"{width}x{height}")
             print(f"devalloc: {one_line(str(exc))}", file=sys.stderr)

@@ -36,13 +36,21 @@ from ..formats import gst_format_name, parse_size
 from ..negotiate import NegotiationError, Plan, negotiate
 from ..negotiate.combine import DEFAULT_SLACK
 from ..pipeline import Pipeline, load_pipeline
-from ._common import EXIT_NO_PLAN, EXIT_OK, SubParsers, add_json_flag, print_json
+from ._common import (
+    EXIT_NO_PLAN,
+    EXIT_OK,
+    SubParsers,
+    add_json_flag,
+    device_usages,
+    print_json,
+)
 
 __all__ = ["register"]
 
 _EPILOG = """\
 FILE is a device file (TOML, see docs/negotiation.md) or the name of a bundled profile;
-:USAGE picks one of its usages (all of them when left out). --pipeline PIPELINE takes the
+:USAGE picks one of its usages (all of them when left out); caps:CAPS is what GStreamer caps
+accept (e.g. caps:video/x-raw,format=NV12). --pipeline PIPELINE takes the
 devices, size, formats, CPU access and buffer counts (holds, slack, count) from a pipeline file
 (examples/README.md) instead of --device, --size, --format and --cpu-access.
 
@@ -72,7 +80,8 @@ def register(sub: SubParsers) -> None:
         "--device",
         action="append",
         metavar="FILE[:USAGE]",
-        help="a device's constraints (repeat for every device); required without --pipeline",
+        help="a device's constraints (repeat for every device), or caps:CAPS for what GStreamer"
+        " caps accept; required without --pipeline",
     )
     parser.add_argument("--size", metavar="WxH", help="e.g. 1920x1080; required without --pipeline")
     parser.add_argument(
@@ -242,7 +251,11 @@ def _request(args: argparse.Namespace) -> _Request:
             f"the following arguments are required: {', '.join(missing)} (or --pipeline PIPELINE)"
         )
     width, height = parse_size(args.size)
-    devices = [c for spec in args.device for c in load_constraints(spec)]
+    devices = [
+        c
+        for spec in device_usages(args.device)
+        for c in (load_constraints(spec) if isinstance(spec, str) else [spec])
+    ]
     return _Request(devices, width, height, args.format, args.cpu_access or "none")
 
 
