@@ -10,6 +10,7 @@ import os
 import random
 import socket
 import time
+from collections.abc import Callable, Sequence
 
 from devalloc.constraints import Constraints
 from devalloc.formats import fourcc_code
@@ -61,14 +62,23 @@ def _garbage(rng: random.Random) -> tuple[bytes, int]:
     return json.dumps(rng.choice(_VALUES)).encode(), 0
 
 
-def _fuzz(path: str, seed: int) -> object:
-    rng = random.Random(seed)
-    r, w = os.pipe()
+def send_garbage(
+    path: str,
+    rng: random.Random,
+    packet: Callable[[random.Random], tuple[bytes, int]],
+    fds: Sequence[int],
+    packets: int,
+    seconds: float,
+) -> dict[str, int]:
+    """Send ``packets`` packets made by ``packet`` (bytes and how many fds to attach, picked
+    from ``fds``) to the service at ``path`` within ``seconds``: reconnecting now and then
+    (sometimes mid-stream, replies unread), sometimes reading a reply, reconnecting when the
+    service drops the connection. The caller keeps ``fds``."""
     sent = reconnects = 0
-    sock = None
-    deadline = time.monotonic() + SECONDS
+    sock: socket.socket | None = None
+    deadline = time.monotonic() + seconds
     try:
-        while sent < PACKETS and time.monotonic() < deadline:
+        while sent < packets and time.monotonic() < deadline:
             if sock is None or rng.randrange(60) == 0:
                 if sock is not None:
                     sock.close()  # sometimes mid-stream, replies unread
@@ -77,11 +87,11 @@ def _fuzz(path: str, seed: int) -> object:
                 sock.settimeout(2)
                 sock.connect(path)
                 reconnects += 1
-            data, nfds = _garbage(rng)
+            data, nfds = packet(rng)
             anc = []
             if nfds:
-                fds = array.array("i", [r, w] * (nfds // 2) + [r] * (nfds % 2))
-                anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)]
+                attached = array.array("i", (rng.choice(fds) for _ in range(nfds)))
+                anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, attached)]
             try:
                 sock.sendmsg([data], anc)
                 if rng.randrange(4) == 0:  # sometimes read a reply
@@ -93,9 +103,16 @@ def _fuzz(path: str, seed: int) -> object:
     finally:
         if sock is not None:
             sock.close()
+    return {"sent": sent, "reconnects": reconnects}
+
+
+def _fuzz(path: str, seed: int) -> object:
+    r, w = os.pipe()
+    try:
+        return send_garbage(path, random.Random(seed), _garbage, [r, w], PACKETS, SECONDS)
+    finally:
         os.close(r)
         os.close(w)
-    return {"sent": sent, "reconnects": reconnects}
 
 
 def test_garbage_does_not_hurt_the_service_or_other_clients() -> None:

@@ -228,10 +228,15 @@ def test_the_allocation_text_says_what_describe_says(
         plan: dict[str, Any] = {"plan_slot": 5}
         if plan_part == "plan":
             plan["plan"] = result.plan.to_json()
-        for _ in range(2):
-            text = service._describe_text(result, ids, name, plan)
+        need = server_module._Need(result.plan, (), "scattered", False, result.unverified, ())
+        for kept in (None, need, need):  # made afresh, made and kept, read from the kept text
+            text = server_module._describe_text(result, ids, name, plan, kept)
             got = json.loads(b"{" + text + b"}")
             assert got == {"allocation": server_module._describe(result, ids, name, plan)}
+        assert need.common is not None
+        other = "other" if name is None else None  # another name: not the kept text
+        text = server_module._describe_text(result, ids, other, plan, need)
+        assert json.loads(b"{" + text + b"}")["allocation"]["name"] == other
         assert len(got["allocation"]["buffers"]) == len(ids) == 3 * len(result.images[0])
 
 

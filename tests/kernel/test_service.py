@@ -58,17 +58,24 @@ DEBUGFS = "/sys/kernel/debug"
 YUYV = Constraints("cam", "out", ((fourcc_code("YUYV"), 0),))
 
 
+@contextlib.contextmanager
+def root_only(node: str) -> Iterator[None]:
+    """``node`` as a distribution leaves a heap node: root only (0600), restored afterwards."""
+    mode = stat.S_IMODE(os.stat(node).st_mode)
+    os.chmod(node, 0o600)
+    try:
+        yield
+    finally:
+        os.chmod(node, mode)
+
+
 @pytest.fixture
 def root_only_heap() -> Iterator[None]:
     """The system heap node as a distribution leaves it: root only (0600)."""
     require(os.path.exists(SYSTEM_HEAP), f"{SYSTEM_HEAP} is absent (no dma-heap support here)")
     require(os.getuid() == 0, "the service test runs the service as root")
-    mode = stat.S_IMODE(os.stat(SYSTEM_HEAP).st_mode)
-    os.chmod(SYSTEM_HEAP, 0o600)
-    try:
+    with root_only(SYSTEM_HEAP):
         yield
-    finally:
-        os.chmod(SYSTEM_HEAP, mode)
 
 
 def test_unprivileged_client_gets_system_heap_buffers(root_only_heap: None) -> None:
@@ -234,39 +241,34 @@ def test_unprivileged_client_gets_cma_buffers() -> None:
     """On the full kernel: contiguous memory from the CMA heap, through the service, for a client
     that cannot open the (root-only) node itself."""
     node = capability("cma_heap").nodes[0]
-    mode = stat.S_IMODE(os.stat(node).st_mode)
-    os.chmod(node, 0o600)
     contiguous = Constraints(
         "npu", "input", ((fourcc_code("XR24"), 0),), memory=MemoryRules(contiguous=True)
     )
-    try:
-        with service() as served:
+    with root_only(node), service() as served:
 
-            def client() -> object:
-                try:
-                    os.close(os.open(node, os.O_RDWR | os.O_CLOEXEC))
-                    denied = None
-                except PermissionError as exc:
-                    denied = exc.errno
-                with (
-                    connect(served.path) as c,
-                    c.allocate(256, 256, usages=[contiguous], cpu_access="rw") as result,
-                ):
-                    buf = result.buffers[0]
-                    with buf.cpu_access("w") as view:
-                        view[:] = b"\x5a" * len(view)
-                    with buf.cpu_access("r") as view:
-                        ok = view.tobytes() == b"\x5a" * len(view)
-                    return {
-                        "denied": denied,
-                        "contiguous": result.heap_properties.contiguous,
-                        "exp": buf.info().exp_name,
-                        "ok": ok,
-                    }
+        def client() -> object:
+            try:
+                os.close(os.open(node, os.O_RDWR | os.O_CLOEXEC))
+                denied = None
+            except PermissionError as exc:
+                denied = exc.errno
+            with (
+                connect(served.path) as c,
+                c.allocate(256, 256, usages=[contiguous], cpu_access="rw") as result,
+            ):
+                buf = result.buffers[0]
+                with buf.cpu_access("w") as view:
+                    view[:] = b"\x5a" * len(view)
+                with buf.cpu_access("r") as view:
+                    ok = view.tobytes() == b"\x5a" * len(view)
+                return {
+                    "denied": denied,
+                    "contiguous": result.heap_properties.contiguous,
+                    "exp": buf.info().exp_name,
+                    "ok": ok,
+                }
 
-            result = run(client)
-    finally:
-        os.chmod(node, mode)
+        result = run(client)
     assert "ok" in result, result
     got = result["ok"]
     assert isinstance(got, dict)

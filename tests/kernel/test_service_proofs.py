@@ -12,7 +12,6 @@ Example (in the test VM, which runs as root):
 
 from __future__ import annotations
 
-import array
 import contextlib
 import functools
 import json
@@ -20,7 +19,6 @@ import os
 import random
 import signal
 import socket
-import stat
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -34,12 +32,12 @@ from devalloc.constraints import Constraints, MemoryRules
 from devalloc.formats import fourcc_code
 from devalloc.heaps.dmaheap import DmaHeap
 from devalloc.service import QuotaError, ServiceClient, connect
-from devalloc.service.protocol import MAX_FDS, MAX_MESSAGE, VERSION, send_message
+from devalloc.service.protocol import MAX_FDS, VERSION, send_message
 
 from .._service_helpers import NOBODY, Child, Served, run, service, start, wait_for
 from ..conftest import capability, require
-from ..test_service_fuzz import _alive, _garbage
-from .test_service import DEBUGFS, SYSTEM_HEAP, YUYV, _named_for
+from ..test_service_fuzz import _alive, _garbage, send_garbage
+from .test_service import DEBUGFS, SYSTEM_HEAP, YUYV, _named_for, root_only
 
 pytestmark = pytest.mark.kernel
 
@@ -53,17 +51,6 @@ CONTIGUOUS = Constraints(
 )
 
 
-@contextlib.contextmanager
-def _root_only(node: str) -> Iterator[None]:
-    """``node`` as a distribution leaves a heap node: root only (0600), restored afterwards."""
-    mode = stat.S_IMODE(os.stat(node).st_mode)
-    os.chmod(node, 0o600)
-    try:
-        yield
-    finally:
-        os.chmod(node, mode)
-
-
 @pytest.fixture
 def root_only_heap() -> Iterator[None]:
     """The system heap node root-only (as tests/kernel/test_service.py's fixture), and the
@@ -74,7 +61,7 @@ def root_only_heap() -> Iterator[None]:
         os.access(os.path.join(DEBUGFS, "dma_buf", "bufinfo"), os.R_OK),
         "debugfs dma_buf/bufinfo is not readable",
     )
-    with _root_only(SYSTEM_HEAP):
+    with root_only(SYSTEM_HEAP):
         yield
 
 
@@ -239,7 +226,7 @@ def test_contiguous_policy_on_the_cma_heap(root_only_heap: None) -> None:
             with c.allocate(*SMALL, usages=[YUYV]) as plain:
                 return {"refused": refused, "exps": _exps(plain)}
 
-    with _root_only(node), service(policy) as served:
+    with root_only(node), service(policy) as served:
         limits = run(limited)
         forbids = run(forbidden, uid=OTHER)
     cma = os.path.basename(node)
@@ -348,42 +335,21 @@ def _fuzz(path: str, seed: int, dmabufs: list[int]) -> object:
     ``dmabufs`` (system heap, from this test's root process) and two buffers the fuzzer got from
     the service itself; plus well-formed requests carrying dma-bufs, and SCM_RIGHTS past both
     the protocol's and the kernel's fd limits."""
-    rng = random.Random(seed)
+
+    def packet(rng: random.Random) -> tuple[bytes, int]:
+        return _dmabuf_packet(rng) if rng.randrange(4) == 0 else _garbage(rng)
+
     r, w = os.pipe()
-    sent = reconnects = 0
-    sock: socket.socket | None = None
-    deadline = time.monotonic() + SECONDS
-    with connect(path, timeout=60) as own, own.allocate(*SMALL, usages=[YUYV], count=2) as got:
-        pool = [r, w, *dmabufs, *(b.fileno() for b in got.buffers)]
-        try:
-            while sent < PACKETS and time.monotonic() < deadline:
-                if sock is None or rng.randrange(60) == 0:
-                    if sock is not None:
-                        sock.close()  # sometimes mid-stream, replies unread
-                    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
-                    sock.settimeout(2)
-                    sock.connect(path)
-                    reconnects += 1
-                data, nfds = _dmabuf_packet(rng) if rng.randrange(4) == 0 else _garbage(rng)
-                anc = []
-                if nfds:
-                    fds = array.array("i", (rng.choice(pool) for _ in range(nfds)))
-                    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)]
-                try:
-                    sock.sendmsg([data], anc)
-                    if rng.randrange(4) == 0:  # sometimes read a reply
-                        sock.recv(MAX_MESSAGE + 1)
-                except OSError:
-                    sock.close()
-                    sock = None  # disconnected (too many errors, not reading): reconnect
-                sent += 1
-        finally:
-            if sock is not None:
-                sock.close()
-            os.close(r)
-            os.close(w)
-    return {"sent": sent, "reconnects": reconnects}
+    try:
+        with (
+            connect(path, timeout=60) as own,
+            own.allocate(*SMALL, usages=[YUYV], count=2) as got,
+        ):
+            pool = [r, w, *dmabufs, *(b.fileno() for b in got.buffers)]
+            return send_garbage(path, random.Random(seed), packet, pool, PACKETS, SECONDS)
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 def _dmabuf_packet(rng: random.Random) -> tuple[bytes, int]:

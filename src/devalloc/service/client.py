@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Self
 
 from ..allocator import Allocation, UsageSpec
-from ..buffer import _FDINFO_LINE, Buffer, read_fdinfo
+from ..buffer import Buffer, read_fdinfo
 from ..constraints import Constraints, CpuAccess, load_constraints
 from ..devices.verify import Verdict
 from ..errors import ClosedResourceError, DevallocError, UsageError
@@ -693,7 +693,7 @@ class _ReceivedBuffers:
             if exporter is None or size is None:
                 # As Buffer.from_fd checks (fdinfo names an exporter), on the fd this client
                 # owns already: no duplicate to make and close.
-                fields = _fdinfo(fd)
+                fields = read_fdinfo(fd)
                 exporter = fields.get("exp_name")
                 if exporter is None:
                     raise ProtocolError(
@@ -710,25 +710,6 @@ class _ReceivedBuffers:
             os.close(fd)
             raise
         return Buffer(fd, exporter=exporter, size=size, protected=bool(props.protected))
-
-
-def _fdinfo(fd: int) -> dict[str, str]:
-    """:func:`~devalloc.buffer.read_fdinfo`'s fields, read as bytes in one ``read`` (a third of
-    the cost of the text file object; fdinfo is a few hundred bytes)."""
-    try:
-        info = os.open(f"/proc/self/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return read_fdinfo(fd)  # which raises the library's error for it
-    try:
-        text = os.read(info, 65536).decode("utf-8", "replace")
-    finally:
-        os.close(info)
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        m = _FDINFO_LINE.match(line)
-        if m:
-            fields[m.group(1)] = m.group(2).strip()
-    return fields
 
 
 def _field(reply: dict[str, Any], key: str, kind: type, op: str) -> Any:

@@ -146,6 +146,11 @@ class _Rule:
         return self.gid is None or self.gid == ident.gid or self.gid in ident.groups
 
 
+#: A client's limits as plain values: may use contiguous, protected, CPU-only memory; max bytes,
+#: buffers, collections, contiguous bytes.
+_Plain = tuple[bool, bool, bool, int, int, int, int]
+
+
 class Policy:
     """A parsed policy (see the module doc). ``Policy()`` is the built-in default.
 
@@ -171,9 +176,8 @@ class Policy:
         self._default.update(default or {})
         self._rules = rules
         self.source = source
-        self._limits: dict[Identity, Limits] = {}  # limits_for, by identity (a policy is fixed)
-        #: per identity, its limits as plain values (check's test of a request that passes)
-        self._plain: dict[Identity, tuple[bool, bool, bool, int, int, int, int]] = {}
+        #: per identity (a policy is fixed): its limits, and them as plain values (allows)
+        self._limits: dict[Identity, tuple[Limits, _Plain]] = {}
 
     @classmethod
     def load(cls, path: str) -> Policy:
@@ -225,6 +229,9 @@ class Policy:
 
     def limits_for(self, ident: Identity) -> Limits:
         """The limits that apply to ``ident``: the defaults, then every matching rule in order."""
+        return self._kept(ident)[0]
+
+    def _kept(self, ident: Identity) -> tuple[Limits, _Plain]:
         known = self._limits.get(ident)
         if known is not None:
             return known
@@ -234,11 +241,20 @@ class Policy:
         for rule in self._rules:
             if rule.matches(ident):
                 settings.update({k: Setting(v, rule.name) for k, v in rule.settings.items()})
-        limits = Limits(**settings)
+        lim = Limits(**settings)
+        plain = (
+            bool(lim.contiguous.value),
+            bool(lim.protected.value),
+            bool(lim.cpu_only.value),
+            int(lim.max_bytes.value),
+            int(lim.max_buffers.value),
+            int(lim.max_collections.value),
+            int(lim.max_contiguous_bytes.value),
+        )
         if len(self._limits) >= 1024:
             self._limits.clear()
-        self._limits[ident] = limits
-        return limits
+        known = self._limits[ident] = (lim, plain)
+        return known
 
     def allows(
         self,
@@ -257,21 +273,7 @@ class Policy:
         """Whether :meth:`check` would pass a request that takes ``ident``'s uid to those
         figures (tested on plain per-identity values, kept; no object is made): the quick
         answer for the usual case, :meth:`check` the one that words a refusal."""
-        plain = self._plain.get(ident)
-        if plain is None:
-            lim = self.limits_for(ident)
-            plain = (
-                bool(lim.contiguous.value),
-                bool(lim.protected.value),
-                bool(lim.cpu_only.value),
-                int(lim.max_bytes.value),
-                int(lim.max_buffers.value),
-                int(lim.max_collections.value),
-                int(lim.max_contiguous_bytes.value),
-            )
-            if len(self._plain) >= 1024:
-                self._plain.clear()
-            self._plain[ident] = plain
+        plain = self._kept(ident)[1]
         may_contiguous, may_protected, may_cpu_only, bytes_, buffers, colls, contig = plain
         return (
             (may_contiguous or not contiguous)

@@ -368,8 +368,6 @@ class Service:
             #: allocate requests by their wire key: their usages and needs (see _op_allocate)
             self._by_wire: _Cache[tuple[list[UsageSpec], _Need]] = _Cache()
             self._usage_cache: _Cache[tuple[UsageSpec, ...]] = _Cache()
-            self._common_text: _Cache[bytes] = _Cache()  # see _describe_text
-            self._last_common: _Common = (None, (), (), "", b"")
             self._handlers: dict[str, Callable[[_Connection, dict[str, Any]], Service._Result]] = {
                 op: getattr(self, "_op_" + op) for op in REQUESTS
             }
@@ -948,53 +946,11 @@ class Service:
                 plan = self._plan_for(conn, need.entry)
             else:
                 plan = self._plan_for(conn, self._plan_entry(result.plan))
-            description = self._describe_text(result, ids, request["name"], plan)
+            description = _describe_text(result, ids, request["name"], plan, need)
         except BaseException:
             result.close()
             raise
         return description, [b.fileno() for b in buffers], result.close
-
-    def _describe_text(
-        self, result: Allocation, ids: Sequence[int], name: str | None, plan: dict[str, Any]
-    ) -> bytes:
-        """``"allocation":{...}``, as JSON text: what :func:`_describe` says, made from parts
-        (the heap, notes and name, the same for every allocation of one kind, are made into
-        text once; a plan the client holds is its slot)."""
-        if result.verdicts:
-            return b'"allocation":' + json_text(_describe(result, ids, name, plan))
-        props, unverified, notes = result.heap_properties, result.unverified, result.notes
-        last = self._last_common  # the commonest case: what the previous allocation had
-        if last[0] is props and last[1] == unverified and last[2] == notes and last[3] == name:
-            common = last[4]
-        else:
-            key = (props, unverified, notes, name)
-            common = self._common_text.get(key) or self._common_text_of(result, name, key)
-            self._last_common = (props, unverified, notes, name, common)
-        slot_only = "plan" not in plan
-        head = b'"plan_slot":%d' % plan["plan_slot"] if slot_only else json_text(plan)[1:-1]
-        entries = []
-        index = 0
-        for i, image in enumerate(result.images):
-            for j, buf in enumerate(image):
-                entries.append(
-                    b'{"id":%d,"image":%d,"buffer":%d,"size":%d,"dmabuf":%s}'
-                    % (ids[index], i, j, buf.size, b"true" if buf.is_dmabuf else b"false")
-                )
-                index += 1
-        return b'"allocation":{%s,%s,"buffers":[%s]}' % (head, common, b",".join(entries))
-
-    def _common_text_of(self, result: Allocation, name: str | None, key: object) -> bytes:
-        common = json_text(
-            {
-                "heap": _heap_json(result.heap_properties),
-                "verdicts": [],
-                "unverified": list(result.unverified),
-                "notes": list(result.notes),
-                "name": name,
-            }
-        )[1:-1]
-        self._common_text.put(key, common)
-        return common
 
     def _plan_entry(self, plan: Plan) -> tuple[int, dict[str, Any]]:
         """A plan's service-wide id and JSON (made once per distinct plan)."""
@@ -1210,10 +1166,6 @@ class Service:
         )
 
 
-#: The last allocation's heap properties, unverified labels, notes and name, and their text.
-_Common = tuple[object, object, object, object, bytes]
-
-
 @dataclass
 class _Need:
     """What one allocate request asks for (see ``Service._needs``): the negotiated plan, one
@@ -1227,6 +1179,8 @@ class _Need:
     unverified: tuple[str, ...]
     notes: tuple[str, ...]
     entry: tuple[int, dict[str, Any]] | None = None
+    #: the last allocation's heap properties, notes and name, and their JSON text
+    common: tuple[HeapProperties, tuple[str, ...], str | None, bytes] | None = None
 
 
 class _Epoll:
@@ -1318,6 +1272,48 @@ def _usage_key(raw: list[Any]) -> str:
     """A cache key of decoded wire usages: equal keys, equal usages (the repr of JSON values
     tells str, int, float, bool and None apart; faster than json.dumps)."""
     return repr(raw)
+
+
+def _describe_text(
+    result: Allocation,
+    ids: Sequence[int],
+    name: str | None,
+    plan: dict[str, Any],
+    need: _Need | None = None,
+) -> bytes:
+    """``"allocation":{...}``, as JSON text: what :func:`_describe` says, made from parts. The
+    heap, notes and name, the same for every allocation of one kind, are made into text once
+    and kept on ``need`` (the request's kind); a plan the client holds is its slot."""
+    if result.verdicts:
+        return b'"allocation":' + json_text(_describe(result, ids, name, plan))
+    props, unverified, notes = result.heap_properties, result.unverified, result.notes
+    kept = need.common if need is not None else None
+    if kept is not None and kept[0] is props and kept[1] == notes and kept[2] == name:
+        common = kept[3]
+    else:
+        common = json_text(
+            {
+                "heap": _heap_json(props),
+                "verdicts": [],
+                "unverified": list(unverified),
+                "notes": list(notes),
+                "name": name,
+            }
+        )[1:-1]
+        if need is not None:
+            need.common = (props, notes, name, common)
+    slot_only = "plan" not in plan
+    head = b'"plan_slot":%d' % plan["plan_slot"] if slot_only else json_text(plan)[1:-1]
+    entries = []
+    index = 0
+    for i, image in enumerate(result.images):
+        for j, buf in enumerate(image):
+            entries.append(
+                b'{"id":%d,"image":%d,"buffer":%d,"size":%d,"dmabuf":%s}'
+                % (ids[index], i, j, buf.size, b"true" if buf.is_dmabuf else b"false")
+            )
+            index += 1
+    return b'"allocation":{%s,%s,"buffers":[%s]}' % (head, common, b",".join(entries))
 
 
 def _describe(
