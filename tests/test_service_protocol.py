@@ -488,3 +488,15 @@ def test_a_reply_with_an_impossible_id_is_a_protocol_error_not_a_wait(
         with ServiceClient(path, timeout=30) as client, pytest.raises(ProtocolError, match="id"):
             client.hello()
         thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("entry", [{"dmabuf": False}, {"dmabuf": False, "size": "x"}])
+def test_a_received_memfd_with_a_malformed_size_is_refused_and_closed(
+    entry: dict[str, object],
+) -> None:
+    """A buffer entry the client cannot read (no size, a size that is not a number) is an
+    error, and the fd received for it is closed (it leaked before)."""
+    fd = os.memfd_create("received", os.MFD_CLOEXEC)
+    with pytest.raises((KeyError, ValueError)):
+        _ReceivedBuffers().buffer(fd, entry, HeapProperties("memfd", "memfd"))
+    assert_fd_closed(fd)

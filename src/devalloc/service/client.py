@@ -678,19 +678,17 @@ class _ReceivedBuffers:
         which every dma-buf shares and no other file has; a later buffer of the same heap is
         checked by one ``fstat`` against it, its size read from the same call.
         """
-        if entry.get("dmabuf") is not True:
-            return Buffer(
-                fd, exporter="memfd (devalloc service)", dmabuf=False, size=int(entry["size"])
-            )
         try:
-            exporter = self.exporters.get(props.name)
-            size: int | None = None
-            if exporter is not None:
-                st = os.fstat(fd)
-                if st.st_dev == self.dev and st.st_size > 0 and not props.protected:
-                    # a fresh fd of a checked kind: the heaps' constructor, as in-process
-                    return Buffer._adopt(fd, exporter, "buffer from " + exporter, st.st_size)
-            if exporter is None or size is None:
+            if entry.get("dmabuf") is not True:
+                size: int | None = int(entry["size"])
+                source = "memfd (devalloc service)"
+            else:
+                exporter = self.exporters.get(props.name)
+                if exporter is not None:
+                    st = os.fstat(fd)
+                    if st.st_dev == self.dev and st.st_size > 0 and not props.protected:
+                        # a fresh fd of a checked kind: the heaps' constructor, as in-process
+                        return Buffer._adopt(fd, exporter, "buffer from " + exporter, st.st_size)
                 # As Buffer.from_fd checks (fdinfo names an exporter), on the fd this client
                 # owns already: no duplicate to make and close.
                 fields = read_fdinfo(fd)
@@ -705,11 +703,13 @@ class _ReceivedBuffers:
                 if self.dev != dev:
                     self.exporters.clear()
                     self.dev = dev
-                self.exporters[props.name] = exporter
+                self.exporters[props.name] = source = exporter
         except BaseException:
             os.close(fd)
             raise
-        return Buffer(fd, exporter=exporter, size=size, protected=bool(props.protected))
+        if entry.get("dmabuf") is not True:
+            return Buffer(fd, exporter=source, dmabuf=False, size=size)
+        return Buffer(fd, exporter=source, size=size, protected=bool(props.protected))
 
 
 def _field(reply: dict[str, Any], key: str, kind: type, op: str) -> Any:
